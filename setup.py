@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         # Cross-checks against the real libraries: torch 2.13.0 is the CPU build on the dev/CI disk.
-        "test": ["pytest>=8", "torch==2.13.0", "sentencepiece", "protobuf"],
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate", "sentencepiece", "protobuf"],
     },
     entry_points={"console_scripts": ["o1jax=o1jax.cli:main"]},
 )
