@@ -36,6 +36,8 @@ def add_parser(subparsers) -> None:
                       help="test share for sources without official splits (hash of the id; default 0.1)")
     prep.add_argument("--timeout", type=float, default=2.0, help="seconds per program run (default 2)")
     prep.add_argument("--workers", type=int, help="execution workers (default: the service's choice)")
+    prep.add_argument("--allow-weaker-sandbox", action="store_true",
+                      help="run the execution service even where it cannot fully isolate programs")
     prep.add_argument("--no-verify", action="store_true",
                       help="skip running reference solutions on their tests (no cleaning)")
     prep.add_argument("--dry-run", action="store_true", help="print the summary, write nothing")
@@ -54,7 +56,7 @@ def run(args) -> int:
     prep = prepare(args.source, args.path, data_dir=args.data_dir, verify=not args.no_verify,
                    write=not args.dry_run, limit=args.limit, max_tests=args.max_tests, workers=args.workers,
                    test_fraction=args.test_fraction, codeio_cases=args.codeio_cases, seed=args.seed,
-                   timeout_s=args.timeout)
+                   timeout_s=args.timeout, allow_weaker_sandbox=args.allow_weaker_sandbox)
     print(summary(prep))
     if args.rejected_out:
         with open(args.rejected_out, "w", encoding="utf-8") as f:

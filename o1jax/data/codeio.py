@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,11 +37,11 @@ class CodeIORow:
     meta: dict
 
 
-def _imports(code: str) -> str:
-    """Top-level import lines of the reference: the generator often uses the same modules (numpy, string)."""
-    tree = ast.parse(code)
-    return "\n".join(ast.get_source_segment(code, n) or "" for n in tree.body
-                     if isinstance(n, (ast.Import, ast.ImportFrom)))
+def _parse(code: str) -> ast.Module:
+    with warnings.catch_warnings():  # dataset code is full of invalid escapes ("\\d" in plain strings)
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python < 3.12 category
+        return ast.parse(code)
 
 
 def format_question(description: str, io_spec: str, params: tuple[str, ...]) -> str:
@@ -62,10 +63,10 @@ def read_codeio(path: str | None = None, limit: int | None = None) -> tuple[list
             if isinstance(row, Exception):
                 raise row
             code, gen = row["code_sample"], row["input_generator"]
-            fns = {n.name: n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)}
+            fns = {n.name: n for n in _parse(code).body if isinstance(n, ast.FunctionDef)}
             if ENTRY_POINT not in fns:
                 raise ValueError(f"code_sample defines no {ENTRY_POINT}")
-            if "generate_inputs" not in {n.name for n in ast.parse(gen).body if isinstance(n, ast.FunctionDef)}:
+            if "generate_inputs" not in {n.name for n in _parse(gen).body if isinstance(n, ast.FunctionDef)}:
                 raise ValueError("input_generator defines no generate_inputs")
             a = fns[ENTRY_POINT].args
             params = tuple(p.arg for p in a.posonlyargs + a.args)
@@ -88,7 +89,8 @@ def case_seed(problem_id: str, j: int, seed: int) -> str:
 
 
 def generator_job(row: CodeIORow, n_inputs: int, seed: int, timeout_s: float) -> dict:
-    program = f"{GEN_PRELUDE}{_imports(row.code)}\n\n{row.generator}\n\n\ndef {GEN_FN}(seed):\n" \
+    # The whole reference comes first: generators use its imports and module-level constants.
+    program = f"{GEN_PRELUDE}{row.code}\n\n{row.generator}\n\n\ndef {GEN_FN}(seed):\n" \
               f"    return generate_inputs(Random(seed))\n"
     cases = [{"args": [case_seed(row.id, j, seed)], "expected": None} for j in range(n_inputs)]
     return {"id": f"{row.id}/inputs", "program": program, "timeout_s": timeout_s,

@@ -36,10 +36,12 @@ def entry_point_of(code: str, asserts: list[str]) -> str:
     raise ValueError("reference code defines no function")
 
 
-def check_code(asserts: list[str], setup: str) -> str:
-    """HumanEval-style check function: the execution service's assert kind runs `check(<entry point>)`.
-    MBPP asserts call the function by name, so `candidate` is unused; each assert stays one line (a test case)."""
-    body = "\n".join("    " + a.strip() for a in asserts)
+def check_code(asserts: list[str], setup: str, entry: str) -> str:
+    """HumanEval-style check function: the execution service's assert kind runs `check(<entry point>)`. Calls of
+    the entry point become `candidate(...)`, so a reference that itself defines `check` (MBPP 56) is not shadowed
+    by the test's own `check`; each assert stays one line (a test case)."""
+    call = re.compile(rf"(?<![\w.]){re.escape(entry)}(\s*\()")
+    body = "\n".join("    " + call.sub(r"candidate\1", a.strip()) for a in asserts)
     return f"{setup.rstrip()}\n\n\ndef check(candidate):\n{body}\n".lstrip("\n")
 
 
@@ -65,7 +67,7 @@ def load_mbpp(path: str | None = None, *, with_challenge: bool = False) -> tuple
             setup = "\n".join(list(imports) + [row.get("test_setup_code") or ""]).strip()
             code = row["code"].replace("\r\n", "\n")
             entry = entry_point_of(code, asserts)
-            tests = {"kind": "assert", "code": check_code(asserts, setup), "entry_point": entry}
+            tests = {"kind": "assert", "code": check_code(asserts, setup, entry), "entry_point": entry}
             if (why := check_tests(tests)) is not None:
                 raise ValueError(why)
             if tid in seen:

@@ -77,22 +77,23 @@ def verify_references(problems: list[Problem], runner: Runner, *, timeout_s: flo
 
 
 @contextlib.contextmanager
-def _service(workers: int | None):
+def _service(workers: int | None, allow_weaker: bool = False):
     try:
         from o1jax.execution import ExecutionService
     except ImportError as e:
-        raise UserError(f"the execution service is unavailable ({e}). Fix: install o1jax fully, or pass --no-verify")
-    with ExecutionService(workers=workers) as svc:
+        raise UserError(f"the execution service is unavailable ({e}). Fix: install o1jax fully (codeio always needs it; other sources run without it under --no-verify)")
+    kw = {"allow_weaker": True} if allow_weaker else {}  # hosts without full isolation (no user namespaces)
+    with ExecutionService(workers=workers, **kw) as svc:
         yield svc
 
 
 def prepare(source: str, path: str | None = None, *, data_dir: str | None = None, verify: bool = True,
             write: bool = True, limit: int | None = None, max_tests: int | None = None, workers: int | None = None,
             test_fraction: float = 0.1, codeio_cases: int = 10, seed: int = 0, timeout_s: float = 2.0,
-            runner: Runner | None = None) -> Prepared:
+            runner: Runner | None = None, allow_weaker_sandbox: bool = False) -> Prepared:
     """Load, (generate tests,) verify, split and write one source. `runner` overrides the execution service."""
     need_exec = verify or source == "codeio"
-    with (contextlib.nullcontext(runner) if runner is not None or not need_exec else _service(workers)) as run:
+    with (contextlib.nullcontext(runner) if runner is not None or not need_exec else _service(workers, allow_weaker_sandbox)) as run:
         problems, rejected = load_source(source, path, limit=limit, max_tests=max_tests, runner=run,
                                          codeio_cases=codeio_cases, seed=seed, timeout_s=timeout_s)
         if verify and problems:

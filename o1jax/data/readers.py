@@ -7,6 +7,7 @@ import glob
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,13 +123,14 @@ def read_rows(path: str) -> Iterator[SplitRow]:
 
 
 def split_of_file(path: str) -> str:
-    """'train'/'test'/'validation' when the file's name or folder says so (HF layouts: train-0000.parquet,
-    test.jsonl, ALL/train/...), else ''."""
-    parts = os.path.normpath(path).lower().replace("\\", "/").split("/")[-3:]
+    """'train'/'test'/'validation' when the file's name or its folder says so (HF layouts: train-00000-of-00009.parquet,
+    test.jsonl, apps_test.jsonl, ALL/train/...), else ''. The file name wins over the folder."""
+    parts = os.path.normpath(path).replace("\\", "/").split("/")[-2:]
     for part in reversed(parts):
-        for s in ("train", "test", "validation", "valid"):
-            if part == s or part.startswith((s + "-", s + ".", s + "_")):
-                return "validation" if s == "valid" else s
+        tokens = re.split(r"[-_.\s]+", part.lower())
+        for s in ("train", "test", "validation", "valid", "val"):
+            if s in tokens:
+                return "validation" if s in ("valid", "val") else s
     return ""
 
 

@@ -39,11 +39,6 @@ def _text(v: Any) -> str:
     raise ValueError(f"stdio case must be a string or a list of strings, got {type(v).__name__}")
 
 
-def _expected(out: Any) -> Any:
-    """Call outputs are wrapped in a one-element list in both datasets (APPS' checker compares with outputs[i][0])."""
-    return out[0] if isinstance(out, list) and len(out) == 1 else out
-
-
 def tests_from_input_output(io: dict, max_tests: int | None = None) -> dict:
     inputs, outputs = io.get("inputs"), io.get("outputs")
     if not isinstance(inputs, list) or not isinstance(outputs, list):
@@ -52,7 +47,9 @@ def tests_from_input_output(io: dict, max_tests: int | None = None) -> dict:
         raise ValueError(f"input_output has {len(inputs)} inputs but {len(outputs)} outputs")
     pairs = list(zip(inputs, outputs))[:max_tests]
     if io.get("fn_name"):
-        cases = [{"args": a if isinstance(a, list) else [a], "expected": _expected(o)} for a, o in pairs]
+        # Outputs stay as published: usually wrapped in a one-element list; the execution service applies TACO's
+        # rule (equal, or equal to the single element of a one-element list), as APPS' checker does.
+        cases = [{"args": a if isinstance(a, list) else [a], "expected": o} for a, o in pairs]
         return {"kind": "call", "fn_name": str(io["fn_name"]), "cases": cases}
     return {"kind": "stdio", "cases": [{"input": _text(a), "output": _text(o)} for a, o in pairs]}
 

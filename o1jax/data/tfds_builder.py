@@ -28,6 +28,13 @@ class O1jaxProblems(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Problem records as JSON (o1jax.data.problem.Problem)."}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=s, description=f"{s} problems") for s in SOURCES]
 
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        # No checksums or metadata files beside this module. TFDS's lookup of them imports `importlib_resources`,
+        # a backport missing from lean (no TensorFlow) installs; nothing here is downloaded, so skip it.
+        return None
+
     def __init__(self, *, problems: list[Problem] | None = None, **kwargs):
         self._problems = problems
         super().__init__(**kwargs)
@@ -97,9 +104,13 @@ def data_source(source: str, split: str, data_dir: str | None = None) -> Problem
     """Prepared problems of `source`/`split` via `tfds.data_source` (array_record; TensorFlow not needed)."""
     from o1jax.errors import UserError
     data_dir = data_dir or default_data_dir()
+    info = os.path.join(data_dir, "o1jax_problems", source, str(O1jaxProblems.VERSION), "dataset_info.json")
+    if not os.path.exists(info):
+        raise UserError(f"no prepared {source} data in {data_dir}. Fix: run `o1jax data prepare {source}` "
+                        f"(with the same --data-dir)")
     try:
-        ds = tfds.data_source(f"o1jax_problems/{source}", split=split, data_dir=data_dir)
-    except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, AssertionError) as e:
+        ds = tfds.data_source(f"o1jax_problems/{source}", split=split, data_dir=data_dir, download=False)
+    except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError, NotImplementedError) as e:
         raise UserError(f"no prepared {source} data in {data_dir} ({type(e).__name__}). "
                         f"Fix: run `o1jax data prepare {source}` (same --data-dir)")
     except ValueError as e:  # unknown split

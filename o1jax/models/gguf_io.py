@@ -141,6 +141,11 @@ def load_gguf(path: str, shardings: dict | None = None, param_dtype: str = "floa
         missing = [k for k in keys if k not in sd]
         if missing:
             raise UserError(f"{path}: GGUF file has no tensor for {missing[0]}")
+        from o1jax.models.hf_io import expected_hf_shape
+        want = expected_hf_shape(layout, specs[ours], cfg, stacked="{i}" in hf_pattern)
+        bad = next((k for k in keys if tuple(sd[k].shape) != want), None)
+        if bad is not None:
+            raise UserError(f"{path}: tensor for {bad} has shape {tuple(sd[bad].shape)}, expected {want}")
         slices = [layout.to_ours(sd[k], cfg) for k in keys]
         arr = (np.stack(slices) if "{i}" in hf_pattern else slices[0]).astype(jax.numpy.dtype(param_dtype))
         if arr.shape != specs[ours].shape:

@@ -82,6 +82,12 @@ class _Reader:
         return raw.view(np_dt).reshape(meta["shape"]).astype(np.float32)
 
 
+def expected_hf_shape(layout, spec, cfg: ModelConfig, stacked: bool) -> tuple[int, ...]:
+    """The HF-layout shape of one (layer slice of a) weight, by running the layout backwards on zeros."""
+    shape = spec.shape[1:] if stacked else spec.shape
+    return tuple(layout.to_hf(np.zeros(shape, np.float32), cfg).shape)
+
+
 def load_hf_params(path: str, cfg: ModelConfig, shardings: dict | None = None) -> dict[str, jax.Array]:
     """Read every weight listed by HF_TABLE, transform to our layout, stack layers, and place each weight directly
     with its sharding (`shardings` from models.sharding.param_shardings, or None for the default device)."""
@@ -100,11 +106,11 @@ def load_hf_params(path: str, cfg: ModelConfig, shardings: dict | None = None) -
             if key not in index:
                 raise UserError(f"{path}: safetensors has no tensor {key!r} (needed for {ours})")
             a = reader.get(index[key], key)
-            try:
-                a = layout.to_ours(a, cfg)
-            except ValueError:
-                raise UserError(f"{path}: tensor {key!r} has shape {a.shape}, which does not fit {ours} "
-                                f"{spec.shape} for this config.json") from None
+            want = expected_hf_shape(layout, spec, cfg, stacked="{i}" in hf_pattern)
+            if tuple(a.shape) != want:
+                raise UserError(f"{path}: tensor {key!r} has shape {tuple(a.shape)}, expected {want} "
+                                "for this config.json")
+            a = layout.to_ours(a, cfg)
             slices.append(a)
             used.add(key)
         arr = np.stack(slices) if "{i}" in hf_pattern else slices[0]
