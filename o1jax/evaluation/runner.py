@@ -1,0 +1,192 @@
+"""Evaluation of a policy on code problems (the small-scale counterpart of the paper's Table 1): sample n
+completions per problem with vanilla or pseudocode ("think before acting") prompting, run the extracted code in the
+execution service, and report Pass@k and ASPR.
+
+Generation and execution overlap: each generated batch goes to the execution service (futures) while the next batch
+generates on the accelerator.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Literal
+
+from tqdm import tqdm
+
+from o1jax.data import (STEP_END, clean_step, extract_code, is_terminal_step, make_job, pseudocode_messages,
+                        vanilla_messages)
+from o1jax.data.prompting import STEP_BEGIN, partial_solution
+from o1jax.evaluation.metrics import summarize
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    prompting: Literal["vanilla", "pseudocode"] = "vanilla"
+    n: int = 10
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    max_new_tokens: int = 512  # vanilla: whole answer; pseudocode: per step
+    max_steps: int = 6  # pseudocode: the paper's MCTS depth 5 to 10; a path without code by then gets R = 0
+    batch_problems: int = 4  # problems per generation batch (x n samples)
+    seed: int = 0
+    timeout_s: float = 2.0
+    memory_mb: int = 1024
+    ks: tuple[int, ...] = (1, 5, 10)
+
+
+@dataclasses.dataclass
+class Sample:
+    problem_id: str
+    sample: int
+    completion: str
+    steps: list[str]
+    code: str | None
+    tokens: int
+    job: dict | None = None
+    result: dict | None = None
+
+
+def _chat_prompt(tok, messages: list[dict]) -> str:
+    """Apply the chat template; a trailing assistant message is a prefill continued by the model."""
+    if messages[-1]["role"] == "assistant":
+        return tok.apply_chat_template(messages, add_generation_prompt=False, continue_final_message=True)
+    return tok.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def _vanilla(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
+    prompts = [_chat_prompt(lm.tokenizer, vanilla_messages(p)) for p in problems]
+    outs = lm.generate(prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                       top_k=cfg.top_k, n=cfg.n, stop=["\n```\n"], seed=seed)
+    res = []
+    for p, comps in zip(problems, outs):
+        res.append([Sample(p.id, i, c.text, [], extract_code(c.text, p.entry_point, p.starter_code),
+                           len(c.token_ids)) for i, c in enumerate(comps)])
+    return res
+
+
+def _pseudocode(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
+    """Step-by-step: every live path generates its next step (stop at <Step_End>) in one batch per round; a step
+    holding a python block ends the path; the first step draws the n samples of each problem (shared prefix)."""
+    paths = {(pi, i): [] for pi in range(len(problems)) for i in range(cfg.n)}
+    tokens = {k: 0 for k in paths}
+    live = set(paths)
+    for step in range(cfg.max_steps):
+        if not live:
+            break
+        stop = [STEP_END, STEP_BEGIN]
+        kw = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                  stop=stop)
+        if step == 0:
+            prompts = [_chat_prompt(lm.tokenizer, pseudocode_messages(p)) for p in problems]
+            outs = lm.generate(prompts, n=cfg.n, seed=seed, **kw)
+            gen = {(pi, i): c for pi, comps in enumerate(outs) for i, c in enumerate(comps)}
+        else:
+            keys = sorted(live)
+            prompts = [_chat_prompt(lm.tokenizer, pseudocode_messages(problems[pi], paths[(pi, i)]))
+                       for pi, i in keys]
+            outs = lm.generate(prompts, n=1, seed=seed + 7919 * step, **kw)
+            gen = {k: comps[0] for k, comps in zip(keys, outs)}
+        for k, c in gen.items():
+            body = clean_step(c.text)
+            paths[k].append(body)
+            tokens[k] += len(c.token_ids)
+            if is_terminal_step(body) or c.finish_reason == "eos" and not body.strip():
+                live.discard(k)
+    res = []
+    for pi, p in enumerate(problems):
+        row = []
+        for i in range(cfg.n):
+            steps = paths[(pi, i)]
+            last = steps[-1] if steps and is_terminal_step(steps[-1]) else ""
+            code = extract_code(last, p.entry_point, p.starter_code) if last else None
+            row.append(Sample(p.id, i, partial_solution(steps) + STEP_END, steps, code, tokens[(pi, i)]))
+        res.append(row)
+    return res
+
+
+def evaluate(lm, problems, cfg: EvalConfig, service, out_dir: str | None = None, progress: bool = True) -> dict:
+    """Run the evaluation; returns the summary dict (and writes samples.jsonl / summary.json / pass_at_k.png)."""
+    t0 = time.time()
+    gen_time = 0.0
+    pending: list[tuple[list[Sample], list]] = []
+    all_samples: list[list[Sample]] = []
+    total_tokens = 0
+    bar = tqdm(total=len(problems), desc=f"eval {cfg.prompting}", unit="problem", disable=not progress)
+    for b in range(0, len(problems), cfg.batch_problems):
+        chunk = problems[b:b + cfg.batch_problems]
+        tg = time.time()
+        gen = (_vanilla if cfg.prompting == "vanilla" else _pseudocode)(lm, chunk, cfg, cfg.seed + b)
+        gen_time += time.time() - tg
+        for p, row in zip(chunk, gen):
+            for s in row:
+                total_tokens += s.tokens
+                s.job = make_job(p, s.code or "", job_id=f"{p.id}#{s.sample}", timeout_s=cfg.timeout_s,
+                                 memory_mb=cfg.memory_mb)
+            # a sample without extractable code fails without running; the rest execute while we generate
+            futs = service.submit([s.job for s in row if s.code])
+            pending.append((row, futs))
+            all_samples.append(row)
+        bar.update(len(chunk))
+        bar.set_postfix(tok_s=f"{total_tokens / max(gen_time, 1e-9):.0f}")
+    bar.close()
+    for row, futs in pending:
+        it = iter(futs)
+        for s in row:
+            s.result = next(it).result() if s.code else {"status": "no_code", "passed": 0, "total": 0}
+    num_correct = [sum(s.result["status"] == "passed" for s in row) for row in all_samples]
+    ks = tuple(k for k in cfg.ks if k <= cfg.n)
+    summary = summarize(cfg.n, num_correct, ks)
+    summary.update(n=cfg.n, prompting=cfg.prompting, temperature=cfg.temperature, wall_s=round(time.time() - t0, 2),
+                   generation_s=round(gen_time, 2), tokens=total_tokens,
+                   tokens_per_s=round(total_tokens / max(gen_time, 1e-9), 1),
+                   no_code=sum(s.code is None for row in all_samples for s in row))
+    if out_dir:
+        write_outputs(out_dir, all_samples, summary, ks)
+    return summary
+
+
+def write_outputs(out_dir: str, samples: list[list[Sample]], summary: dict, ks):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "samples.jsonl"), "w") as f:
+        for row in samples:
+            for s in row:
+                r = s.result or {}
+                f.write(json.dumps({
+                    "problem_id": s.problem_id, "sample": s.sample, "completion": s.completion,
+                    "code": s.job["program"] if s.job and s.code else (s.code or ""),
+                    "passed": r.get("status") == "passed", "status": r.get("status"),
+                    "tests_passed": r.get("passed", 0), "tests_total": r.get("total", 0),
+                    "steps": s.steps, "tokens": s.tokens}) + "\n")
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    plot_pass_at_k(os.path.join(out_dir, "pass_at_k.png"), summary, ks)
+
+
+def plot_pass_at_k(path: str, summary: dict, ks):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs = [k for k in ks if f"pass@{k}" in summary]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    ax.plot(xs, [100 * summary[f"pass@{k}"] for k in xs], marker="o")
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(k) for k in xs])
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k (%)")
+    ax.set_title(f"{summary.get('prompting')} prompting, n={summary.get('n')}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_table(summary: dict) -> str:
+    keys = [k for k in summary if k.startswith("pass@")] + ["aspr", "solved"]
+    head = " | ".join(f"{k:>8}" for k in keys)
+    vals = " | ".join(f"{100 * summary[k]:7.1f}%" for k in keys)
+    extra = (f"problems={summary['problems']} n={summary['n']} prompting={summary['prompting']} "
+             f"wall={summary['wall_s']}s tokens/s={summary['tokens_per_s']} no_code={summary['no_code']}")
+    return f"{head}\n{vals}\n{extra}"
