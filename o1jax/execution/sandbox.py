@@ -1,0 +1,278 @@
+"""Kernel-level isolation for the execution service: namespaces, mounts, rlimits, uids.
+
+Two layers. `enter_service_namespaces` runs once, in the service process, before any job: it gives the whole service
+an empty network namespace, a private mount namespace (every mount read-only, a private tmpfs on /tmp for job
+directories), its own IPC and PID namespaces (so /proc shows only the service). `enter_job_sandbox` runs in each
+freshly cloned program process (the init of its own PID namespace): session, rlimits, unprivileged uid, clean env.
+No JAX here, and nothing heavier than the standard library.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import sys
+from dataclasses import dataclass, field
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+SYS_CLONE = 56  # x86_64 and the generic table differ; see _clone_nr
+
+JOB_ROOT = "/tmp"          # inside the service's mount namespace: a private tmpfs, mode 0711
+UID_BASE = 60000           # root mode: program uid = UID_BASE + 2*slot, checker uid = that + 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def _check(ret: int) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def _clone_nr() -> int:
+    import platform
+    return {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120}.get(platform.machine(), 56)
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags))
+
+
+def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)))
+
+
+def prctl(option: int, arg: int = 0) -> None:
+    _check(_libc.prctl(option, arg, 0, 0, 0))
+
+
+def clone_process(flags: int) -> int:
+    """fork() with namespace flags (a fork that can start a new PID namespace each time, unlike unshare).
+    Returns 0 in the child, like os.fork. Only for single-threaded callers (the zygote)."""
+    pid = _check(_libc.syscall(_clone_nr(), flags | signal.SIGCHLD, 0, 0, 0, 0))
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+    return pid
+
+
+@dataclass
+class Capabilities:
+    """What this host lets the service enforce. `missing` lists the protections it cannot give."""
+    root: bool
+    userns: bool = False       # unprivileged user namespaces (needed when not root)
+    namespaces: bool = False   # net+mount+ipc+pid namespaces for the service and a PID namespace per job
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        return not self.missing
+
+    def describe(self) -> str:
+        if self.full:
+            return "sandbox: full isolation (" + ("root: per-slot uids" if self.root else "user namespaces") + ")"
+        return ("sandbox: WEAKER isolation on this host; missing: " + "; ".join(self.missing))
+
+
+def _probe_child(flags: int) -> bool:
+    """Try the namespace setup in a throwaway child; True if it worked."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if flags & CLONE_NEWUSER:
+                _setup_userns(os.getuid(), os.getgid(), flags)
+            else:
+                unshare(flags)
+            mount("none", "/", None, MS_REC | MS_PRIVATE)
+            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=16k")
+            child = os.fork()  # init of the new PID namespace
+            if child == 0:
+                grandchild = clone_process(CLONE_NEWPID | CLONE_NEWIPC)  # what the zygote does per job
+                if grandchild == 0:
+                    os._exit(0 if os.getpid() == 1 else 1)
+                _, st = os.waitpid(grandchild, 0)
+                os._exit(0 if os.getpid() == 1 and st == 0 else 1)
+            _, st = os.waitpid(child, 0)
+            os._exit(0 if st == 0 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
+def probe() -> Capabilities:
+    root = os.geteuid() == 0
+    caps = Capabilities(root=root)
+    base = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID
+    if root:
+        caps.namespaces = _probe_child(base)
+    else:
+        caps.userns = caps.namespaces = _probe_child(base | CLONE_NEWUSER)
+    if not caps.namespaces:
+        caps.missing += ["network namespace (programs can open connections)",
+                         "read-only filesystem (programs can write files the service user can write)",
+                         "PID namespace per job (escaped background children are killed by process group only)",
+                         "private /proc (programs can see other processes)"]
+    if not root:
+        caps.missing.append("separate uid for programs (programs run as the service user; "
+                            "RLIMIT_NPROC counts all of that user's processes)" if not caps.userns else
+                            "separate uid for programs (programs and checker share the service uid inside a "
+                            "user namespace; checker is made non-dumpable instead)")
+        if caps.userns:
+            caps.missing.pop()  # a user namespace with dropped capabilities is the accepted non-root design
+    return caps
+
+
+def _setup_userns(uid: int, gid: int, flags: int) -> None:
+    unshare(flags)
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
+def enter_service_namespaces(caps: Capabilities, tmpfs_size: str = "4g") -> None:
+    """Called once by the service process. Afterwards the caller must clone_process(CLONE_NEWPID) and continue in the
+    child (the init of the new PID namespace) to get a private /proc."""
+    if not caps.namespaces:
+        return
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID
+    if caps.root:
+        unshare(flags)
+    else:
+        _setup_userns(os.getuid(), os.getgid(), flags | CLONE_NEWUSER)
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", JOB_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0711,size={tmpfs_size}")
+
+
+def finish_service_mounts(caps: Capabilities) -> None:
+    """In the service's PID-namespace init: mount a /proc that shows only the service, then make every mount except
+    the job tmpfs read-only, so a program can change no file outside its own directory."""
+    if not caps.namespaces:
+        return
+    expose_interpreter()
+    try:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        pass  # keep the host /proc; programs still cannot read other uids' environ
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    for mp in points:
+        if mp == JOB_ROOT:
+            continue
+        try:
+            st = os.statvfs(mp)
+        except OSError:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        flags |= MS_NOSUID if st.f_flag & os.ST_NOSUID else 0
+        flags |= MS_NODEV if st.f_flag & os.ST_NODEV else 0
+        flags |= MS_NOEXEC if st.f_flag & os.ST_NOEXEC else 0
+        try:
+            mount(None, mp, None, flags)
+        except OSError:
+            pass  # a few pseudo filesystems refuse; they hold nothing a program could change usefully
+
+
+def _blocked_ancestor(path: str) -> str | None:
+    """The first directory on the way to path that other users cannot enter, if any."""
+    cur = "/"
+    for part in path.strip("/").split("/"):
+        if not os.stat(cur).st_mode & 0o001:
+            return cur
+        cur = os.path.join(cur, part)
+    return None
+
+
+def expose_interpreter() -> None:
+    """Programs run as an unprivileged uid but need the interpreter's files, which may sit under a private home
+    (/root/.pyenv, say). In the service's mount namespace only, cover the private directory with an empty tmpfs and
+    bind back just the subtree we need: the rest of that home stays invisible to programs."""
+    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths |= {p for p in sys.path if p and os.path.isdir(p)}
+    for path in sorted(os.path.realpath(p) for p in paths):
+        for _ in range(8):
+            blocked = _blocked_ancestor(path)
+            if blocked is None or blocked == path:
+                break
+            child = path[len(blocked):].strip("/").split("/")[0]
+            src = os.path.join(blocked, child)
+            stash = os.path.join(JOB_ROOT, f".expose-{os.getpid()}")
+            os.mkdir(stash)
+            mount(src, stash, None, MS_BIND | MS_REC)
+            mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+            if os.path.isdir(stash):
+                os.mkdir(src)
+            else:
+                open(src, "w").close()
+            mount(stash, src, None, MS_BIND | MS_REC)
+            _check(_libc.umount2(stash.encode(), 2))  # MNT_DETACH
+            os.rmdir(stash)
+
+
+@dataclass
+class Limits:
+    cpu_s: int
+    memory_mb: int
+    fsize_mb: int = 16
+    nofile: int = 64
+    nproc: int = 32
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits: Limits,
+                      keep_fds: tuple[int, ...], checker: bool = False) -> None:
+    """In a freshly cloned process, before any job data arrives: lose every privilege, then limit resources."""
+    os.setsid()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    keep = set(keep_fds) | {0, 1, 2}
+    for name in os.listdir("/proc/self/fd"):  # close every inherited descriptor we did not pass on purpose
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.chdir(workdir)
+    if caps.namespaces and not caps.root:
+        # A nested user namespace: we keep our (mapped) uid but lose every capability over the service's mounts.
+        _setup_userns(0, 0, CLONE_NEWUSER)
+    elif caps.root and uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setresuid(uid, uid, uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if checker:
+        prctl(PR_SET_DUMPABLE, 0)  # the program may share our uid (non-root mode): no ptrace, no /proc/pid/mem
+    rl = resource
+    rl.setrlimit(rl.RLIMIT_CORE, (0, 0))
+    rl.setrlimit(rl.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    rl.setrlimit(rl.RLIMIT_FSIZE, (limits.fsize_mb << 20,) * 2)
+    rl.setrlimit(rl.RLIMIT_NOFILE, (limits.nofile,) * 2)
+    if caps.root:
+        rl.setrlimit(rl.RLIMIT_NPROC, (limits.nproc,) * 2)
+    # Memory is relative to what this interpreter already maps, so the limit means the same on every host.
+    mem = _vm_size_bytes() + (limits.memory_mb << 20)
+    rl.setrlimit(rl.RLIMIT_AS, (mem, mem))
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
+                       "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
+    sys.dont_write_bytecode = True

@@ -1,0 +1,158 @@
+"""ExecutionService: the JAX side's handle on the sandboxed execution service (a separate, small process).
+
+Create it early, before JAX initialises a backend, so the process that forks sandboxes is small and single-threaded:
+
+    with ExecutionService() as svc:
+        futures = svc.submit(jobs)        # returns at once; keep the accelerator busy
+        ...
+        results = [f.result() for f in futures]
+
+`run(jobs)` blocks and returns results in order; `map_unordered(jobs)` yields them as they finish.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Iterable, Iterator
+
+_BOOT = ("import sys, types; m = types.ModuleType('o1jax'); m.__path__ = [sys.argv[1]]; sys.modules['o1jax'] = m; "
+         "from o1jax.execution.server import main; sys.exit(main(sys.argv[2:]))")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The host lacks a protection and the caller did not opt into the weaker mode."""
+
+
+class ExecutionService:
+    def __init__(self, workers: int | None = None, allow_weaker: bool = False):
+        pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        argv = [sys.executable, "-I", "-c", _BOOT, pkg_dir, str(workers or 0)]
+        if allow_weaker:
+            argv.append("--allow-weaker")
+        # No variable of ours reaches the service (or, through it, a program): secrets stay here.
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/",
+                                      close_fds=True, bufsize=0)
+        first = self._proc.stdout.readline()
+        try:
+            hello = json.loads(first)
+        except ValueError:
+            self._proc.kill()
+            raise RuntimeError(f"execution service failed to start (exit {self._proc.wait()})") from None
+        if not hello.get("ready"):
+            self._proc.wait()
+            raise SandboxUnavailable(hello.get("error", "execution service refused to start"))
+        self.sandbox: str = hello["sandbox"]
+        self.workers: int = hello["workers"]
+        if "WEAKER" in self.sandbox:
+            print(f"o1jax: {self.sandbox}", file=sys.stderr)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._pending: dict[int, tuple[cf.Future, object]] = {}
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_results, name="o1jax-exec-results", daemon=True)
+        self._reader.start()
+
+    # ---- submission -------------------------------------------------------------------------------------------------
+    def submit(self, jobs: Iterable[dict]) -> list[cf.Future]:
+        """Queue jobs; each future resolves to its result dict. Never blocks on execution."""
+        futures, lines = [], []
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("ExecutionService is closed")
+            for job in jobs:
+                fut: cf.Future = cf.Future()
+                self._seq += 1
+                self._pending[self._seq] = (fut, job.get("id") if isinstance(job, dict) else None)
+                futures.append(fut)
+                try:
+                    raw = json.dumps(job, separators=(",", ":"), allow_nan=False)
+                except (TypeError, ValueError) as e:
+                    raw = json.dumps({"id": job.get("id") if isinstance(job, dict) else None,
+                                      "__unserialisable__": str(e)})
+                lines.append(f"{self._seq} {raw}\n".encode())
+            data = b"".join(lines)
+        threading.Thread(target=self._send, args=(data,), daemon=True).start() if len(data) > 1 << 16 \
+            else self._send(data)
+        return futures
+
+    def _send(self, data: bytes) -> None:
+        with self._write_lock:
+            try:
+                self._proc.stdin.write(data)
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                self._fail_all("execution service is gone")
+
+    _write_lock = threading.Lock()
+
+    def run(self, jobs: Iterable[dict]) -> list[dict]:
+        return [f.result() for f in self.submit(jobs)]
+
+    def map_unordered(self, jobs: Iterable[dict]) -> Iterator[dict]:
+        for fut in cf.as_completed(self.submit(jobs)):
+            yield fut.result()
+
+    # ---- results ----------------------------------------------------------------------------------------------------
+    def _read_results(self) -> None:
+        for line in self._proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                fut, job_id = self._pending.pop(msg.get("seq"), (None, None))
+            if fut is None:
+                continue
+            res = msg["result"]
+            if res.get("id") is None:
+                res["id"] = job_id
+            fut.set_result(res)
+        self._fail_all("execution service exited")
+
+    def _fail_all(self, why: str) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for fut, job_id in pending.values():
+            if not fut.done():
+                fut.set_result({"id": job_id, "status": "sandbox_error", "passed": 0, "total": 0,
+                                "compiled": False, "cases": [], "stderr": "", "duration_s": 0.0, "error": why})
+
+    # ---- lifetime ---------------------------------------------------------------------------------------------------
+    def close(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._write_lock:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._reader.join(5)
+
+    def __enter__(self) -> "ExecutionService":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._proc.poll() is None:
+                self._proc.kill()
+        except Exception:
+            pass

@@ -1,0 +1,189 @@
+"""The zygote: a small, clean, single-threaded process that forks one sandboxed process per program.
+
+It is forked before any job exists and never receives job data (programs, tests, expected outputs), so a forked
+program finds no other job in its memory. A worker asks it for a process over a SOCK_SEQPACKET socket, passing the
+pipes by SCM_RIGHTS; it answers with the pid and a pidfd (kill without pid-reuse races), and later the exit status.
+"""
+from __future__ import annotations
+
+import array
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+
+from o1jax.execution import sandbox
+
+MAX_FDS = 8
+
+
+def _recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
+    fds = array.array("i")
+    msg, anc, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+    return (json.loads(msg) if msg else None), list(fds)
+
+
+def _send(sock: socket.socket, msg: dict, fds: list[int] = ()) -> None:
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([json.dumps(msg).encode()], anc)
+
+
+# Pre-imported once here so each program starts warm (fork shares them); all pure standard library.
+WARM_MODULES = ("typing", "math", "collections", "itertools", "functools", "heapq", "bisect", "re", "string",
+                "random", "json", "copy", "hashlib", "fractions", "decimal", "statistics", "operator",
+                "traceback", "io", "dataclasses", "array", "datetime", "sys", "os")
+
+
+def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
+    """Serve spawn requests until the worker closes its end. Never returns."""
+    import importlib
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    from o1jax.execution import harness  # noqa: F401
+    import gc
+    gc.collect()
+    gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    flags = (sandbox.CLONE_NEWPID | sandbox.CLONE_NEWIPC) if caps.namespaces else 0
+    while True:
+        try:
+            ready, _, _ = select.select([sock, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        while True:  # reap every exited program and report it
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            _send(sock, {"exit": pid, "status": status})
+        if sock not in ready:
+            continue
+        req, fds = _recv(sock)
+        if req is None:
+            os._exit(0)
+        try:
+            pid = sandbox.clone_process(flags)
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"token": req["token"], "error": str(e)})
+            continue
+        if pid == 0:
+            _child(req, fds, caps, sock, wake_r, wake_w)
+        for fd in fds:
+            os.close(fd)
+        try:
+            pidfd = [os.pidfd_open(pid)]
+        except OSError:
+            pidfd = []
+        _send(sock, {"token": req["token"], "pid": pid}, pidfd)
+        for fd in pidfd:
+            os.close(fd)
+
+
+def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int) -> None:
+    from o1jax.execution import harness  # noqa: WPS433 (imported here: the zygote itself never needs it)
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        sock.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        # Place the passed pipes at 0..n-1 (two passes so no dup2 clobbers a source not yet moved).
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+        for fd in fds:
+            os.close(fd)
+        targets = req["fds"]
+        for fd, target in zip(high, targets):
+            os.dup2(fd, target)
+        for fd in high:
+            if fd not in targets:
+                os.close(fd)
+        limits = sandbox.Limits(**req["limits"])
+        sandbox.enter_job_sandbox(caps, req.get("uid"), req["workdir"], limits, tuple(targets),
+                                  checker=req["role"] == "check")
+        if req["role"] != "check":
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # BrokenPipeError, as under a normal interpreter
+    except BaseException as e:
+        try:
+            os.write(2, f"sandbox setup failed: {e!r}\n".encode())
+        finally:
+            os._exit(121)
+    harness.child_main(req["role"])
+
+
+class ZygoteClient:
+    """The worker's handle on its zygote."""
+
+    def __init__(self, caps: sandbox.Capabilities):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.sock.close()
+            zygote_main(theirs, caps)
+        theirs.close()
+        self._token = 0
+        self.exits: dict[int, int] = {}
+
+    def spawn(self, role: str, workdir: str, limits: sandbox.Limits, uid: int | None,
+              fds: dict[int, int]) -> tuple[int, int | None]:
+        """fds: target fd in the child -> our fd. Returns (pid, pidfd)."""
+        self._token += 1
+        token = self._token
+        targets = list(fds)
+        _send(self.sock, {"token": token, "role": role, "workdir": workdir, "uid": uid, "fds": targets,
+                          "limits": limits.__dict__}, [fds[t] for t in targets])
+        while True:
+            msg, got = _recv(self.sock)
+            if msg is None:
+                raise RuntimeError("zygote died")
+            if "exit" in msg:
+                self.exits[msg["exit"]] = msg["status"]
+                continue
+            if msg.get("token") != token:
+                continue
+            if "error" in msg:
+                raise OSError(msg["error"])
+            return msg["pid"], (got[0] if got else None)
+
+    def drain(self) -> None:
+        """Read every pending exit report (call when the socket is readable)."""
+        while True:
+            try:
+                msg, got = _recv_nowait(self.sock)
+            except BlockingIOError:
+                return
+            if msg is None:
+                raise RuntimeError("zygote died")
+            for fd in got:
+                os.close(fd)
+            if "exit" in msg:
+                self.exits[msg["exit"]] = msg["status"]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+
+
+def _recv_nowait(sock: socket.socket):
+    sock.setblocking(False)
+    try:
+        return _recv(sock)
+    finally:
+        sock.setblocking(True)
