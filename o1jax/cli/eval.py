@@ -25,7 +25,7 @@ def add_parser(sub):
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--limit", type=int, default=None, help="only the first K problems")
     p.add_argument("--out", default=None, metavar="DIR", help="write samples.jsonl, summary.json, pass_at_k.png")
-    p.add_argument("--workers", type=int, default=None, help="execution workers (default: the host's cores)")
+    p.add_argument("--workers", type=int, default=None, help="execution sandbox workers (default: two per host core)")
     p.add_argument("--allow-weaker-sandbox", action="store_true",
                    help="run even where a sandbox protection is unavailable on this host (said once at start)")
     p.add_argument("--config", default=None, help="TOML file with an [eval] section")

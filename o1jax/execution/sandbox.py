@@ -233,24 +233,41 @@ class Limits:
     nproc: int = 32
 
 
-def _vm_size_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+def vm_size_bytes() -> int:
+    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    try:
+        return int(os.read(fd, 256).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    finally:
+        os.close(fd)
+
+
+JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+
+
+def scrub_environment() -> None:
+    """Once, in the zygote: the environment every program starts from (HOME and TMPDIR are added per process)."""
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """close_range(2) over every gap between the descriptors we keep: one syscall per gap, no /proc walk."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits: Limits,
-                      keep_fds: tuple[int, ...], checker: bool = False) -> None:
-    """In a freshly cloned process, before any job data arrives: lose every privilege, then limit resources."""
+                      keep_fds: tuple[int, ...], checker: bool = False, vm_base: int | None = None) -> None:
+    """In a freshly cloned process, before any job data arrives: lose every privilege, then limit resources.
+    vm_base: the address-space size of the process we were forked from (measured there just before the fork, so the
+    child does not have to open /proc); the memory limit is relative to it."""
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    keep = set(keep_fds) | {0, 1, 2}
-    for name in os.listdir("/proc/self/fd"):  # close every inherited descriptor we did not pass on purpose
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    _close_all_but(set(keep_fds) | {0, 1, 2})  # every inherited descriptor we did not pass on purpose
     os.chdir(workdir)
     if caps.namespaces and not caps.root:
         # A nested user namespace: we keep our (mapped) uid but lose every capability over the service's mounts.
@@ -270,9 +287,10 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
     if caps.root:
         rl.setrlimit(rl.RLIMIT_NPROC, (limits.nproc,) * 2)
     # Memory is relative to what this interpreter already maps, so the limit means the same on every host.
-    mem = _vm_size_bytes() + (limits.memory_mb << 20)
+    mem = (vm_base if vm_base is not None else vm_size_bytes()) + (limits.memory_mb << 20)
     rl.setrlimit(rl.RLIMIT_AS, (mem, mem))
-    os.environ.clear()
-    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-                       "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
+    env = os.environ
+    if len(env) != len(JOB_ENV) or any(env.get(k) != v for k, v in JOB_ENV.items()):
+        scrub_environment()  # not started from a scrubbed zygote: start from nothing here
+    env["HOME"] = env["TMPDIR"] = workdir
     sys.dont_write_bytecode = True

@@ -16,6 +16,8 @@ import tempfile
 
 from o1jax.execution import jobs, sandbox
 
+WORKERS_PER_CPU = 2
+
 
 def _write(data: bytes) -> None:
     while data:
@@ -29,7 +31,8 @@ def _emit(msg: dict) -> None:
 def main(argv: list[str]) -> int:
     workers = int(argv[0]) if argv else 0
     allow_weaker = "--allow-weaker" in argv
-    workers = workers or len(os.sched_getaffinity(0))
+    # Two slots per core by default: a slot spends much of each job waiting on a child, so one per core idles.
+    workers = workers or WORKERS_PER_CPU * len(os.sched_getaffinity(0))
     caps = sandbox.probe()
     if not caps.full and not allow_weaker:
         _emit({"ready": False, "error": caps.describe() + ". Refusing to run untrusted code; pass "

@@ -3,6 +3,8 @@
 It is forked before any job exists and never receives job data (programs, tests, expected outputs), so a forked
 program finds no other job in its memory. A worker asks it for a process over a SOCK_SEQPACKET socket, passing the
 pipes by SCM_RIGHTS; it answers with the pid and a pidfd (kill without pid-reuse races), and later the exit status.
+Its environment is scrubbed to the job environment once at start, and it measures its address-space size right
+before each fork, so a child's setup needs no /proc access and few copy-on-write page faults.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
     for name in WARM_MODULES:
         importlib.import_module(name)
     from o1jax.execution import harness  # noqa: F401
+    sandbox.scrub_environment()  # children then only add HOME and TMPDIR
     import gc
     gc.collect()
     gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
@@ -74,6 +77,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
         if req is None:
             os._exit(0)
         try:
+            vm_base = sandbox.vm_size_bytes()  # measured here so the child need not open /proc
             pid = sandbox.clone_process(flags)
         except OSError as e:
             for fd in fds:
@@ -81,7 +85,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             _send(sock, {"token": req["token"], "error": str(e)})
             continue
         if pid == 0:
-            _child(req, fds, caps, sock, wake_r, wake_w)
+            _child(req, fds, caps, sock, wake_r, wake_w, vm_base)
         for fd in fds:
             os.close(fd)
         try:
@@ -93,7 +97,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             os.close(fd)
 
 
-def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int) -> None:
+def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int, vm_base: int) -> None:
     from o1jax.execution import harness  # noqa: WPS433 (imported here: the zygote itself never needs it)
     try:
         signal.set_wakeup_fd(-1)
@@ -114,7 +118,7 @@ def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int) -> N
                 os.close(fd)
         limits = sandbox.Limits(**req["limits"])
         sandbox.enter_job_sandbox(caps, req.get("uid"), req["workdir"], limits, tuple(targets),
-                                  checker=req["role"] == "check")
+                                  checker=req["role"] == "check", vm_base=vm_base)
         if req["role"] != "check":
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # BrokenPipeError, as under a normal interpreter
     except BaseException as e:
