@@ -214,3 +214,44 @@ def test_batches_are_a_pure_function_of_seed_and_step():
     seen = [a.indices(s) for s in range(4)]
     assert [b.indices(s) for s in reversed(range(4))][::-1] == seen
     assert sorted(seen[0] + seen[1][:2]) == list(range(5))  # an epoch is a permutation
+
+
+def test_lora_dropout_changes_the_gradient_not_eval_and_is_fixed_by_the_step_rng():
+    """lora.dropout: 0 is exactly the plain merge; > 0 changes the training gradient but not eval; the masks are
+    a pure function of (seed, step, micro-batch), so the same state and batch give bitwise the same step (resume)."""
+    from o1jax.training.testing import synthetic_batch
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    base = init_params(CFG, jax.random.key(0))
+    batch = put_batch(synthetic_batch("sft"), mesh)
+
+    def trainer(rate):
+        tc = TrainConfig()
+        tc.train.batch_size, tc.train.micro_batch_size = 8, 4  # two micro-batches: two masks per step
+        tc.optim.name, tc.optim.lr = "sgd", 0.5
+        tc.lora.enabled, tc.lora.rank, tc.lora.targets, tc.lora.dropout = True, 2, ["q", "v"], rate
+        tr = build_trainer("sft", tc, CFG, base, mesh)
+        tr.state["params"] = {k: v + 0.05 if k.endswith("/b") else v for k, v in tr.state["params"].items()}
+        return tr
+
+    ad = {k: jnp.ones((2, 3, 2)) for k in ("lora/q/a",)} | {"lora/q/b": jnp.ones((2, 2, 5))}
+    plain = lora.merge({"layers/q": jnp.zeros((2, 3, 5))}, ad, 2.0)
+    np.testing.assert_array_equal(lora.merge({"layers/q": jnp.zeros((2, 3, 5))}, ad, 2.0, 0.0, jax.random.key(1))
+                                  ["layers/q"], plain["layers/q"])
+    t0, t1 = trainer(0.0), trainer(0.5)
+    init = jax.tree.map(jnp.copy, t1.state)  # the step donates its state: keep a copy to step again from
+    e0 = t0.eval_fn(t0.state, t0.frozen, batch)["loss"]
+    np.testing.assert_array_equal(t1.eval_fn(t1.state, t1.frozen, batch)["loss"], e0)  # eval: no dropout
+
+    def step_from(state):
+        t1.state = jax.tree.map(jnp.copy, state)
+        g = float(t1.step(batch)["grad_norm"])
+        return g, {k: np.asarray(v) for k, v in t1.state["params"].items()}
+
+    g0 = float(t0.step(batch)["grad_norm"])
+    (g1, p1), (g1b, p1b) = step_from(init), step_from(init)
+    assert g1 != g0  # dropout reached the gradient
+    assert g1b == g1  # same (seed, step): same masks, bitwise
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p1b[k])
+    g5, _ = step_from(dict(init, step=init["step"] + 5))  # same params and batch, another step: other masks
+    assert g5 != g1

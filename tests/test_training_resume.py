@@ -23,7 +23,10 @@ def assets(tmp_path_factory):
     return d
 
 
-def _cmd(assets, out, steps=10):
+STEPS = 6
+
+
+def _cmd(assets, out, steps=STEPS):
     return [sys.executable, "-m", "o1jax", "train", "sft", "--model", str(assets / "model"), "--data",
             str(assets / "sft.jsonl"), "--out", str(out), f"train.steps={steps}", "train.batch_size=4",
             "train.seed=3", "checkpoint.every=2", "optim.lr=1e-2", "optim.warmup_steps=2", "train.progress=false",
@@ -31,7 +34,8 @@ def _cmd(assets, out, steps=10):
 
 
 def _env(delay="0"):
-    return dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", O1JAX_TRAIN_STEP_DELAY_S=delay)
+    from o1jax.training.testing import subprocess_env
+    return subprocess_env(REPO, O1JAX_TRAIN_STEP_DELAY_S=delay)
 
 
 def _final_params(run):
@@ -48,7 +52,7 @@ def test_sigkill_and_restart_ends_bitwise_equal_to_uninterrupted_run(assets):
     straight = subprocess.Popen(_cmd(assets, assets / "straight"), env=_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     killed_run = assets / "killed"
-    kill_at = random.Random().randint(2, 8)
+    kill_at = random.Random().randint(2, STEPS - 2)
     p = subprocess.Popen(_cmd(assets, killed_run), env=_env("0.3"), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -57,10 +61,10 @@ def test_sigkill_and_restart_ends_bitwise_equal_to_uninterrupted_run(assets):
     assert p.poll() is None, "the run finished before it could be killed"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    assert _steps_logged(killed_run) < 10
+    assert _steps_logged(killed_run) < STEPS
     r = subprocess.run(_cmd(assets, killed_run), env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "resuming" in r.stdout or _steps_logged(killed_run) >= 10
+    assert "resuming" in r.stdout or _steps_logged(killed_run) >= STEPS
     out = straight.communicate(timeout=240)[0]
     assert straight.returncode == 0, out[-3000:]
     a, b = _final_params(assets / "straight"), _final_params(killed_run)
@@ -77,7 +81,7 @@ def test_truncated_newest_checkpoint_falls_back_to_previous(assets):
     run = assets / "straight"
     ck = RunCheckpointer(str(run), every=2, keep=3)
     steps = sorted(ck.steps())
-    assert steps[-1] == 10 and len(steps) >= 2
+    assert steps[-1] == STEPS and len(steps) >= 2
     newest = run / "checkpoints" / str(steps[-1]) / "params"
     data_files = [os.path.join(r, f) for r, _, fs in os.walk(newest) for f in fs if os.path.basename(r) == "d"]
     assert data_files

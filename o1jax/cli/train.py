@@ -13,7 +13,9 @@ KINDS = {
             'point-wise/generative: {"prompt": str, "steps": [str], "values": [float in 0..1]}\n'
             '  pair-wise: {"prompt": str, "steps": [shared prefix], "chosen": str, "rejected": str}'),
     "ppo": ("PPO with rollouts, execution-service outcome rewards and optional process rewards",
-            'JSONL lines {"prompt": str, "tests": <execution-service test spec>}'),
+            'JSONL lines {"prompt": str, "tests": <execution-service test spec>, "entry_point"?: str, '
+            '"starter_code"?: str}\n'
+            '  rewards: ppo.reward=dense|aggregate; PRM step scores: ppo.process_rewards=true ppo.prm_model=PRM_RUN'),
 }
 
 
@@ -36,6 +38,11 @@ def add_parser(subparsers) -> None:
         k.add_argument("--out", required=True, help="run dir (checkpoints, metrics, exports); resumes if present")
         k.add_argument("--config", help="TOML config (sections train, optim, lora, dpo, prm, ppo, mesh, "
                                         "checkpoint, data, eval)")
+        if kind == "ppo":
+            k.add_argument("--workers", type=int, default=None,
+                           help="execution-service workers (default: two per core)")
+            k.add_argument("--allow-weaker-sandbox", action="store_true",
+                           help="run even where a sandbox protection is unavailable on this host")
         k.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         k.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -44,6 +51,19 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from o1jax.config import resolve
     from o1jax.training.config import TrainConfig
-    from o1jax.training.loop import train
+    from o1jax.training.loop import start_execution_service, train
     tcfg = resolve(TrainConfig(), args.config, args.overrides)
-    return train(args.train_kind, args.model, args.data, args.out, tcfg)
+    if args.train_kind != "ppo":
+        return train(args.train_kind, args.model, args.data, args.out, tcfg)
+    if tcfg.ppo.process_rewards:  # a bad PRM path fails now, not after the policy has loaded
+        import os
+
+        from o1jax.errors import UserError
+        from o1jax.training.checkpointing import read_run_info
+        info = read_run_info(tcfg.ppo.prm_model) if os.path.isdir(tcfg.ppo.prm_model or "-") else None
+        if (info or {}).get("kind") != "prm":
+            raise UserError(f"ppo.prm_model={tcfg.ppo.prm_model!r}: not a PRM run dir (the --out of "
+                            "`o1jax train prm`); needed by ppo.process_rewards=true")
+    # The execution service starts before JAX initialises a backend: the process that forks sandboxes stays small.
+    with start_execution_service(args.workers, args.allow_weaker_sandbox) as service:
+        return train("ppo", args.model, args.data, args.out, tcfg, service=service)

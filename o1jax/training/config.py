@@ -48,6 +48,13 @@ class LoraSection:
     rank: int = 8
     alpha: float = 32.0
     targets: list[str] = dataclasses.field(default_factory=lambda: ["q", "v"])  # of q k v o gate up down
+    # Dropout on the adapter's input features (reference PRM: 0.1), training steps only; the mask is drawn per
+    # layer and micro-batch from the step RNG (see training/lora.py for why it is not per token).
+    dropout: float = 0.0
+
+    @staticmethod
+    def _check_dropout(v):
+        return "must be in [0, 1)" if not 0.0 <= v < 1.0 else None
 
     @staticmethod
     def _check_targets(v):
@@ -86,8 +93,15 @@ class PPOSection:
     top_p: float = 1.0
     top_k: int = 0
     step_delimiter: str = "<Step_End>"  # process rewards sit on the token ending each reasoning step
-    process_rewards: bool = False  # score step prefixes with a PRM (ppo.prm_model) and aggregate with phi
-    prm_model: str = ""
+    process_rewards: bool = False  # score each step prefix with the PRM in ppo.prm_model (r^1..m)
+    prm_model: str = ""  # a run dir of `o1jax train prm` (point-wise, pair-wise or generative)
+    # Where rewards go. "dense": r^j on the token ending step j, R on the last token. "aggregate": the paper's
+    # phi(R, r^1..m) = alpha(t)*R + (1-alpha(t)) * (1/m) sum_j process_gamma^j r^j on the last token only.
+    reward: Literal["dense", "aggregate"] = "dense"
+    process_gamma: float = 0.9  # phi's gamma (reference code 0.9); ppo.gamma is GAE's discount
+    alpha_start: float = 1.0  # alpha(t) = max(alpha_floor, alpha_start - alpha_decay * t), t = PPO step
+    alpha_decay: float = 0.01
+    alpha_floor: float = 0.1
     exec_timeout_s: float = 1.0
     exec_memory_mb: int = 512
 

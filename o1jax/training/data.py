@@ -6,7 +6,9 @@ Formats (one JSON object per line):
   prm  point-wise / generative: {"prompt": str, "steps": [str, ...], "values": [float, ...]}  (v^j per step)
        pair-wise:                {"prompt": str, "steps": [str, ...], "chosen": str, "rejected": str}
                                  (shared prefix steps, then the higher- and the lower-valued next step)
-  ppo  {"prompt": str, "tests": <execution-service test spec>}  (rollouts are generated, see training.ppo)
+  ppo  {"prompt": str, "tests": <execution-service test spec>, "entry_point"?: str, "starter_code"?: str,
+        "id"?: str}  (rollouts are generated, see training.ppo; the entry point defaults to the tests' fn_name /
+        entry_point)
 
 The batch of step s is a pure function of (seed, s): the data position restored with a checkpoint is just the step,
 which is what makes a resumed run identical to an uninterrupted one. Every process builds the same global batch
@@ -118,6 +120,23 @@ def _scored_example(prompt: list[int], parts: list[list[int]], labels: list[floa
     return {"inputs": ids, "targets": np.zeros(n, np.int32), "score_mask": score_mask, "labels": lab}
 
 
+def ppo_problem(row: dict, where: str):
+    """A PPO data row -> the o1jax.data.Problem its rollouts are judged on (extract_code + make_job)."""
+    from o1jax.data.problem import Problem, check_tests
+    tests = row["tests"]
+    bad = check_tests(tests)
+    if bad:
+        raise UserError(f"{where}: 'tests' is not an execution-service test spec ({bad}); see "
+                        "o1jax/execution/README.md")
+    entry = row.get("entry_point") or tests.get("fn_name") or tests.get("entry_point")
+    for key in ("entry_point", "starter_code", "id"):
+        if key in row and not isinstance(row[key], str):
+            raise UserError(f"{where}: {key!r} must be str, got {type(row[key]).__name__}")
+    return Problem(id=row.get("id") or where, source="ppo", question=row["prompt"], tests=tests,
+                   entry_point=entry if tests["kind"] != "stdio" else None,
+                   starter_code=row.get("starter_code", ""))
+
+
 def load_examples(kind: str, path: str, tokenizer, tcfg) -> list[dict]:
     """Read and tokenise a JSONL file for stage `kind` (see the module docstring for the formats)."""
     enc = Encoder(tokenizer, tcfg.data)
@@ -158,8 +177,8 @@ def load_examples(kind: str, path: str, tokenizer, tcfg) -> list[dict]:
                      for i, s in enumerate(steps)]
             out.append(_scored_example(enc.prompt(r["prompt"]), parts, labels, d.max_length))
     elif kind == "ppo":
-        for where, r in _read_jsonl(path, {"prompt": str, "tests": None}):
-            out.append({"prompt": r["prompt"], "tests": r["tests"], "where": where})
+        for where, r in _read_jsonl(path, {"prompt": str, "tests": dict}):
+            out.append({"prompt": r["prompt"], "problem": ppo_problem(r, where), "where": where})
     else:
         raise UserError(f"unknown training kind {kind!r}")
     if not out:

@@ -29,14 +29,16 @@ class MetricsLog:
     def __init__(self, run_dir: str, start_step: int, tensorboard: bool):
         self.main = jax.process_index() == 0
         self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.rollouts = os.path.join(run_dir, "rollouts.jsonl")  # PPO: one line per rollout
         self.tb = None
         if not self.main:
             return
-        if os.path.exists(self.path):  # drop entries past the restored step: they will be recomputed identically
-            with open(self.path) as f:
-                keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
-            with open(self.path, "w") as f:
-                f.writelines(keep)
+        for path in (self.path, self.rollouts):
+            if os.path.exists(path):  # drop entries past the restored step: they will be recomputed identically
+                with open(path) as f:
+                    keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
+                with open(path, "w") as f:
+                    f.writelines(keep)
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -83,8 +85,23 @@ def setup(kind: str, model: str, tcfg: TrainConfig, run_dir: str):
     return mesh, lm, trainer
 
 
-def train(kind: str, model: str, data: str, run_dir: str, tcfg: TrainConfig) -> int:
-    """Run (or resume) one training stage. Returns a process exit code (0 done, 143 stopped by SIGTERM)."""
+def start_execution_service(workers: int | None = None, allow_weaker: bool = False):
+    """The sandboxed execution service PPO rewards come from. Start it before JAX initialises a backend (the
+    process that forks sandboxes stays small and single-threaded)."""
+    from o1jax.execution import ExecutionService
+    try:
+        return ExecutionService(workers=workers, allow_weaker=allow_weaker)
+    except Exception as e:  # noqa: BLE001  SandboxUnavailable says what is missing and which flag opts in
+        raise UserError(f"execution service: {str(e).splitlines()[0]}") from None
+
+
+def train(kind: str, model: str, data: str, run_dir: str, tcfg: TrainConfig, service=None) -> int:
+    """Run (or resume) one training stage. Returns a process exit code (0 done, 143 stopped by SIGTERM).
+    PPO: `service` is the ExecutionService to judge rollouts with (started here, before the model loads, when
+    None); with ppo.process_rewards the PRM run ppo.prm_model scores the reasoning steps."""
+    if kind == "ppo" and service is None:
+        with start_execution_service() as svc:
+            return train(kind, model, data, run_dir, tcfg, service=svc)
     run_dir = os.path.abspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     mesh, lm, trainer = setup(kind, model, tcfg, run_dir)
@@ -107,7 +124,11 @@ def train(kind: str, model: str, data: str, run_dir: str, tcfg: TrainConfig) -> 
         print(f"resuming {run_dir} from step {start}", flush=True)
     if kind == "ppo":
         from o1jax.training.ppo import PPORunner
-        stepper = PPORunner(trainer, lm, examples, tcfg)
+        scorer = None
+        if tcfg.ppo.process_rewards:
+            from o1jax.training.prm_scorer import load_step_scorer
+            scorer = load_step_scorer(tcfg.ppo.prm_model, mesh)
+        stepper = PPORunner(trainer, lm, examples, tcfg, service, scorer)
     else:
         batches = Batches(examples, tcfg.train.batch_size, tcfg.data.max_length, tcfg.train.seed,
                           tcfg.data.shuffle, packed=tcfg.data.pack and kind in ("sft", "prm"))
@@ -122,6 +143,7 @@ def train(kind: str, model: str, data: str, run_dir: str, tcfg: TrainConfig) -> 
         for step in range(start, total):
             if stepper is not None:
                 metrics, ntok = stepper.step(step)
+                stepper.write_log(mlog.rollouts, step + 1)
                 position = stepper.position(step + 1)
             else:
                 host_batch = batches.batch(step)

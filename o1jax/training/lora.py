@@ -4,7 +4,13 @@ A target weight W (stacked over layers, e.g. q [L, D, H, Hd]) gets a [L, *in, r]
 W + (alpha / r) * a @ b. We merge inside the jitted step rather than threading adapters through the decoder: the
 decoder stays one pure function, the merged weight is what export writes anyway, and the extra cost is one
 rank-r product per weight per step. b starts at zero, so step 0 is exactly the base model (and the frozen base is
-the DPO/PPO reference policy for free)."""
+the DPO/PPO reference policy for free).
+
+LoRA dropout (reference PRM: 0.1) zeroes input features of the adapter path: W + (alpha / r) * (m * a / (1 - p)) @ b
+with m ~ Bernoulli(1 - p) over a's input dims, drawn per layer and per micro-batch from the step's RNG, in training
+steps only (eval, rollouts and export use the plain merge). PEFT draws m per token; a per-token mask cannot live in
+a merged weight (it would need the adapter path inside the decoder), so ours is shared by the tokens of one
+micro-batch. Same expectation, same features dropped, coarser noise."""
 from __future__ import annotations
 
 import math
@@ -54,15 +60,28 @@ def lora_delta(a, b):
     return d.reshape(L, *in_shape, *out_shape)
 
 
-def merge(params: dict, lora: dict, scale: float) -> dict:
-    """Base params + scale * a @ b on every adapted weight (returns a new flat dict; params' dtypes are kept)."""
+def dropout_adapters(lora: dict, rate: float, key) -> dict:
+    """a [L, *in, r] -> a * m / (1 - rate), m ~ Bernoulli(1 - rate) of shape [L, *in] (one draw per target)."""
+    out = dict(lora)
+    for i, name in enumerate(sorted(k for k in lora if k.endswith("/a"))):
+        a = lora[name]
+        keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate, a.shape[:-1])
+        out[name] = a * (keep[..., None].astype(a.dtype) / (1.0 - rate))
+    return out
+
+
+def merge(params: dict, lora: dict, scale: float, dropout: float = 0.0, key=None) -> dict:
+    """Base params + scale * a @ b on every adapted weight (returns a new flat dict; params' dtypes are kept).
+    With dropout > 0 and a key (training steps), the adapters' input features are dropped first."""
+    if dropout > 0.0 and key is not None:
+        lora = dropout_adapters(lora, dropout, key)
     out = dict(params)
-    for key in lora:
-        if not key.endswith("/a"):
+    for key_ in lora:
+        if not key_.endswith("/a"):
             continue
-        t = key[len(PREFIX):-2]
+        t = key_[len(PREFIX):-2]
         w = params[f"layers/{t}"]
-        out[f"layers/{t}"] = (w.astype(jnp.float32) + scale * lora_delta(lora[key], lora[f"{PREFIX}{t}/b"])
+        out[f"layers/{t}"] = (w.astype(jnp.float32) + scale * lora_delta(lora[key_], lora[f"{PREFIX}{t}/b"])
                               ).astype(w.dtype)
     return out
 

@@ -100,6 +100,7 @@ def build_trainer(kind: str, tcfg: TrainConfig, model_cfg: ModelConfig, base_par
         raise UserError(f"train.micro_batch_size={t.micro_batch_size} must divide train.batch_size={t.batch_size}")
     cfg = model_cfg.replace(dtype=t.compute_dtype)
     spec = StepSpec(kind=kind, cfg=cfg, lora_scale=lora.scale(L.rank, L.alpha) if L.enabled else 0.0,
+                    lora_dropout=L.dropout if L.enabled else 0.0,
                     remat=t.remat, loss_chunk=t.loss_chunk, beta=d.beta, label_smoothing=d.label_smoothing,
                     prm_kind=prm.kind, plus_id=plus_id, minus_id=minus_id, clip_ratio=ppo.clip_ratio,
                     value_clip=ppo.value_clip, vf_coef=ppo.vf_coef, entropy_coef=ppo.entropy_coef)

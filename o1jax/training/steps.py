@@ -20,6 +20,7 @@ from o1jax.training import losses, lora
 from o1jax.training.mesh import batch_axes, sharding_for
 
 HEAD_PREFIXES = ("value_head/", "reward_head/")
+_DROPOUT_STREAM = 0x6C6F7261  # keeps dropout keys apart from the seed's other uses (LoRA init folds in 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class StepSpec:
     kind: str  # "sft" | "dpo" | "prm" | "ppo"
     cfg: ModelConfig  # dtype = compute dtype
     lora_scale: float = 0.0  # 0 = no LoRA (full fine-tuning)
+    lora_dropout: float = 0.0  # training steps only (lora.dropout_adapters)
     remat: bool = False
     loss_chunk: int = 512
     beta: float = 0.1
@@ -46,12 +48,14 @@ class StepSpec:
 
 
 # ---------------------------------------------------------------------------------------------- params
-def model_params(spec: StepSpec, params: dict, frozen: dict, use_lora: bool = True) -> dict:
-    """The decoder's flat weights: the trainable dict (full fine-tuning) or the frozen base + merged LoRA."""
+def model_params(spec: StepSpec, params: dict, frozen: dict, use_lora: bool = True, dropout_key=None) -> dict:
+    """The decoder's flat weights: the trainable dict (full fine-tuning) or the frozen base + merged LoRA. A
+    dropout_key (training steps only) applies spec.lora_dropout to the adapters."""
     base = {k: v for k, v in {**frozen.get("base", {}), **params}.items()
             if not k.startswith(HEAD_PREFIXES) and not k.startswith(lora.PREFIX)}
     if spec.lora_scale and use_lora:
-        base = lora.merge(base, {k: v for k, v in params.items() if k.startswith(lora.PREFIX)}, spec.lora_scale)
+        base = lora.merge(base, {k: v for k, v in params.items() if k.startswith(lora.PREFIX)}, spec.lora_scale,
+                          spec.lora_dropout, dropout_key)
     return base
 
 
@@ -103,9 +107,10 @@ def denominators(spec: StepSpec, batch) -> dict:
     return {"n": jnp.float32(B), "rows": jnp.float32(B)}
 
 
-def loss_fn(spec: StepSpec, params: dict, frozen: dict, batch: dict, den: dict):
-    """(loss, metrics) of one micro-batch, normalised by the global-batch denominators `den`."""
-    mp = model_params(spec, params, frozen)
+def loss_fn(spec: StepSpec, params: dict, frozen: dict, batch: dict, den: dict, dropout_key=None):
+    """(loss, metrics) of one micro-batch, normalised by the global-batch denominators `den`. dropout_key: the
+    micro-batch's LoRA dropout key (None in eval)."""
+    mp = model_params(spec, params, frozen, dropout_key=dropout_key)
     n = den["n"]
     if spec.kind == "sft":
         h = _hidden(spec, mp, batch)
@@ -160,24 +165,29 @@ def _split_micro(batch: dict, n_micro: int) -> dict:
 def train_step(spec: StepSpec, optimizer: optax.GradientTransformation, n_micro: int, state: dict, frozen: dict,
                batch: dict, mesh=None):
     den = denominators(spec, batch)
-    grad_fn = jax.value_and_grad(lambda p, b: loss_fn(spec, p, frozen, b, den), has_aux=True)
+    # Dropout keys are a pure function of (run seed, step, micro-batch): a resumed run draws the same masks.
+    step_key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), _DROPOUT_STREAM),
+                                  state["step"])
+    grad_fn = jax.value_and_grad(lambda p, b, i: loss_fn(spec, p, frozen, b, den, jax.random.fold_in(step_key, i)),
+                                 has_aux=True)
     params = state["params"]
     if n_micro == 1:
-        (_, metrics), grads = grad_fn(params, batch)
+        (_, metrics), grads = grad_fn(params, batch, 0)
     else:
         micro = _split_micro(batch, n_micro)
 
-        def body(acc, mb):
+        def body(acc, xs):
+            mb, i = xs
             if mesh is not None:  # keep every micro-batch spread over the batch axes
                 mb = {k: jax.lax.with_sharding_constraint(v, sharding_for(batch_axes(v), v.shape, mesh))
                       for k, v in mb.items()}
-            (_, m), g = grad_fn(params, mb)
+            (_, m), g = grad_fn(params, mb, i)
             return jax.tree.map(jnp.add, acc, (g, m)), None
 
         zero_g = jax.tree.map(jnp.zeros_like, params)
-        zero_m = jax.eval_shape(lambda: grad_fn(params, jax.tree.map(lambda x: x[0], micro))[0][1])
+        zero_m = jax.eval_shape(lambda: grad_fn(params, jax.tree.map(lambda x: x[0], micro), 0)[0][1])
         zero_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_m)
-        (grads, metrics), _ = jax.lax.scan(body, (zero_g, zero_m), micro)
+        (grads, metrics), _ = jax.lax.scan(body, (zero_g, zero_m), (micro, jnp.arange(n_micro)))
     updates, opt_state = optimizer.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))

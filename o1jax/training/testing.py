@@ -56,9 +56,21 @@ def sample_rows(kind: str, n: int = 8, prm_kind: str = "pointwise") -> list[dict
             rows.append({"prompt": prompt, "steps": ["Step 1: read the input.", f"Step 2: print {a}."],
                          "values": [1.0, (i % 3) / 2]})
         elif kind == "ppo":
-            rows.append({"prompt": prompt, "tests": {"kind": "call", "entry_point": "add",
+            rows.append({"prompt": prompt, "tests": {"kind": "call", "fn_name": "add",
                                                      "cases": [{"args": [a, b], "expected": a + b}]}})
     return rows
+
+
+def subprocess_env(repo: str, **extra) -> dict:
+    """Environment for test subprocesses: the repo on PYTHONPATH, CPU JAX, and one persistent compilation cache
+    shared by every subprocess (a resumed run, the second of two processes, a rerun of the suite skip compiles)."""
+    import tempfile
+    cache = os.path.join(tempfile.gettempdir(), f"o1jax-test-jax-cache-{os.getuid()}")
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu",
+               JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(extra)
+    return env
 
 
 def write_jsonl(path: str, rows: list[dict]) -> str:
@@ -128,3 +140,40 @@ def one_step_each_kind(mesh, cases=None) -> dict:
                   for k, v in tr.state["params"].items()}
         out[f"{kind}-lora{int(use_lora)}-micro{n_micro}"] = (float(np.asarray(m["loss"])), params)
     return out
+
+
+# ------------------------------------------------------------------------------------------ scripted policy
+def scripted_hf_model_dir(path: str, completion: str, tokenizer, hidden: int = 64, seed: int = 0) -> str:
+    """A tiny Llama (random attention and MLP inputs) that greedily answers ANY prompt with `completion` then EOS:
+    the attention and MLP outputs (o, down) are zero, so the final hidden state is the current token's embedding,
+    and the embedding / LM head form a bigram chain over the completion's tokens (each must occur once, and not as
+    a prompt's last token). Lets an end-to-end RL test know what the policy writes without training it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    chain = tokenizer.encode(completion)
+    if len(set(chain)) != len(chain) or len(chain) + 1 > hidden:
+        raise ValueError(f"{completion!r}: needs distinct tokens, at most {hidden - 1}")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    eye = torch.eye(hidden)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.model.embed_tokens.weight
+        emb[:] = eye[0]  # every token not in the chain: "start the completion"
+        head = model.lm_head.weight
+        head.zero_()
+        prev = 0
+        for i, t in enumerate(chain, start=1):
+            emb[t] = eye[i]
+            head[t] = 10.0 * eye[prev]
+            prev = i
+        head[tokenizer.eos_token_id] = 10.0 * eye[prev]
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
