@@ -119,8 +119,13 @@ def build_trainer(kind: str, tcfg: TrainConfig, model_cfg: ModelConfig, base_par
     hsh = spec_shardings(heads, mesh)
     for p, s in heads.items():
         params[p] = jax.device_put(jnp.zeros(s.shape, jnp.float32), hsh[p])
+    # Every array of the state and the frozen weights on its mesh sharding from the start: the step's outputs carry
+    # these shardings, so inputs that differ (a base loaded without a mesh) would make the 2nd step compile again.
+    pshard = spec_shardings(trainable_specs, mesh)
+    params = {p: jax.device_put(v, pshard[p]) for p, v in params.items()}
+    fshard = spec_shardings(weight_specs(cfg), mesh)
+    frozen = {name: {p: jax.device_put(v, fshard[p]) for p, v in tree.items()} for name, tree in frozen.items()}
     optimizer = make_optimizer(tcfg.optim, t.steps)
-    pshard = {p: params[p].sharding for p in params}
     opt_state = jax.jit(optimizer.init)(params)
     rep = replicated(mesh)
     opt_state = jax.tree.map(lambda x: x if isinstance(x.sharding, jax.sharding.NamedSharding) and
