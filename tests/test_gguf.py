@@ -97,3 +97,26 @@ def test_gguf_tokenizer_matches_config(smollm2):
     cfg = read_gguf_config(smollm2.source)
     assert cfg.vocab_size == smollm2.tokenizer.vocab_size == 49152
     assert smollm2.tokenizer.decode(smollm2.tokenizer.encode("def f(x):\n    return x")) == "def f(x):\n    return x"
+
+
+def test_gguf_tokenizer_equals_transformers_gguf_tokenizer():
+    """o1jax rebuilds the GGUF's tokenizer itself (transformers' GGUF reader imports torch, which o1jax does not
+    install); it must encode, decode and template exactly as transformers' own GGUF tokenizer does."""
+    from o1jax.assets import smollm2_gguf
+    from o1jax.models.gguf_tokenizer import gguf_tokenizer
+    g = smollm2_gguf()
+    ours = gguf_tokenizer(g)
+    ref = transformers.AutoTokenizer.from_pretrained(os.path.dirname(g), gguf_file=os.path.basename(g))
+    texts = ["hi there", "def f(x):\n    return x**2  # ünïcödé ✓ 中文 🙂", "<|im_start|>user\nhello<|im_end|>",
+             "   lots   of\t\tspace\n\n\n", "x=1;y='s' isn't we'll 12345 3.14159", "<repo_name>x<|im_end|> y"]
+    for t in texts:
+        for special in (True, False):
+            assert ours.encode(t, add_special_tokens=special) == ref.encode(t, add_special_tokens=special), t
+        ids = ref.encode(t)
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write code"}]
+    assert ours.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) == \
+        ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert (ours.bos_token, ours.eos_token, ours.pad_token, len(ours)) == \
+        (ref.bos_token, ref.eos_token, ref.pad_token, len(ref))

@@ -137,7 +137,7 @@ def evaluate(lm, problems, cfg: EvalConfig, service, out_dir: str | None = None,
         for s in row:
             s.result = next(it).result() if s.code else {"status": "no_code", "passed": 0, "total": 0}
     num_correct = [sum(s.result["status"] == "passed" for s in row) for row in all_samples]
-    ks = tuple(k for k in cfg.ks if k <= cfg.n)
+    ks = tuple(sorted({k for k in cfg.ks if k <= cfg.n} | {cfg.n}))  # pass@n too: the solved fraction
     summary = summarize(cfg.n, num_correct, ks)
     summary.update(n=cfg.n, prompting=cfg.prompting, temperature=cfg.temperature, wall_s=round(time.time() - t0, 2),
                    generation_s=round(gen_time, 2), tokens=total_tokens,

@@ -156,7 +156,31 @@ def enter_service_namespaces(caps: Capabilities, tmpfs_size: str = "4g") -> None
     else:
         _setup_userns(os.getuid(), os.getgid(), flags | CLONE_NEWUSER)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
+    # The interpreter, a venv or this checkout may live under JOB_ROOT (a clone in /tmp, say): keep a handle on the
+    # host directory, cover it with the job tmpfs, then bind back just the entries the service needs (read-only
+    # later, like every mount but the tmpfs).
+    keep = sorted({p.split("/", 1)[0] for p in (os.path.relpath(q, JOB_ROOT) for q in _service_paths())
+                   if p != "." and not p.startswith("..")})
+    host_root = os.open(JOB_ROOT, os.O_PATH | os.O_DIRECTORY) if keep else -1
     mount("tmpfs", JOB_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0711,size={tmpfs_size}")
+    for name in keep:
+        src = f"/proc/self/fd/{host_root}/{name}"
+        dst = os.path.join(JOB_ROOT, name)
+        if os.path.isdir(src):
+            os.mkdir(dst, 0o755)
+        else:
+            open(dst, "w").close()
+        mount(src, dst, None, MS_BIND | MS_REC)
+    if host_root >= 0:
+        os.close(host_root)
+
+
+def _service_paths() -> set[str]:
+    """Real paths the service and its programs must see: the interpreter, its sys.path, the o1jax package."""
+    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    paths |= {p for p in sys.path if p and os.path.isdir(p)}
+    return {os.path.realpath(p) for p in paths}
 
 
 def finish_service_mounts(caps: Capabilities) -> None:
@@ -202,9 +226,7 @@ def expose_interpreter() -> None:
     """Programs run as an unprivileged uid but need the interpreter's files, which may sit under a private home
     (/root/.pyenv, say). In the service's mount namespace only, cover the private directory with an empty tmpfs and
     bind back just the subtree we need: the rest of that home stays invisible to programs."""
-    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths |= {p for p in sys.path if p and os.path.isdir(p)}
-    for path in sorted(os.path.realpath(p) for p in paths):
+    for path in sorted(_service_paths()):
         for _ in range(8):
             blocked = _blocked_ancestor(path)
             if blocked is None or blocked == path:

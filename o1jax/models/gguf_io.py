@@ -156,6 +156,6 @@ def load_gguf(path: str, shardings: dict | None = None, param_dtype: str = "floa
 
 
 def load_gguf_tokenizer(path: str):
-    """The tokenizer embedded in the GGUF file, rebuilt by transformers (BPE merges, special tokens, template)."""
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)), gguf_file=os.path.basename(path))
+    """The tokenizer embedded in the GGUF file (BPE vocabulary, merges, special tokens, chat template)."""
+    from o1jax.models.gguf_tokenizer import gguf_tokenizer
+    return gguf_tokenizer(path)
