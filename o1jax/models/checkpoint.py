@@ -46,7 +46,7 @@ def save_model(path: str, cfg: ModelConfig, params: dict, tokenizer=None):
     from orbax.checkpoint import v1 as ocp
     path = os.path.abspath(path)
     os.makedirs(path, exist_ok=True)
-    ocp.save_pytree(os.path.join(path, "params"), nest(params), overwrite=True)
+    ocp.save(os.path.join(path, "params"), nest(params), overwrite=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(os.path.join(path, "tokenizer"))
     if jax.process_index() == 0:
@@ -77,7 +77,7 @@ def load_model_params(path: str, cfg: ModelConfig, shardings: dict | None = None
                                                                sharding=jax.sharding.SingleDeviceSharding(dev)),
                                 abstract)
     try:
-        tree = ocp.load_pytree(os.path.join(os.path.abspath(path), "params"), abstract)
+        tree = ocp.load(os.path.join(os.path.abspath(path), "params"), abstract)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"{path}: cannot restore params ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
             from None
