@@ -171,9 +171,14 @@ def plot_pass_at_k(path: str, summary: dict, ks):
     import matplotlib.pyplot as plt
     xs = [k for k in ks if f"pass@{k}" in summary]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-    ax.plot(xs, [100 * summary[f"pass@{k}"] for k in xs], marker="o")
+    ys = [100 * summary[f"pass@{k}"] for k in xs]
+    ax.plot(xs, ys, marker="o")
+    for x, y in zip(xs, ys):
+        ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_ylim(0, min(100, max(5.0, 1.2 * max(ys, default=0))))
     ax.set_xscale("log")
     ax.set_xticks(xs, [str(k) for k in xs])
+    ax.minorticks_off()
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
     ax.set_title(f"{summary.get('prompting')} prompting, n={summary.get('n')}")
