@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import copy
 
-from o1jax.data.extraction import choose_entry_point, defines, top_level_functions
+from o1jax.data.extraction import _parses, choose_entry_point, defines, top_level_functions
 from o1jax.data.problem import Problem
 
 
@@ -18,14 +18,6 @@ def _imports_of(code: str) -> str:
         return "\n".join(ln for ln in code.splitlines() if ln.startswith(("import ", "from ")))
     return "\n".join(ast.get_source_segment(code, n) or "" for n in tree.body
                      if isinstance(n, (ast.Import, ast.ImportFrom)))
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-        return True
-    except (SyntaxError, ValueError):
-        return False
 
 
 def build_program(problem: Problem, code: str) -> str:

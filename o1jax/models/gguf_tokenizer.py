@@ -18,7 +18,7 @@ PRE_TOKENIZER_SPLITS = {"llama3": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT, "lla
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -50,7 +50,7 @@ def gguf_tokenizer(path: str, reader=None):
     tokens = _field(r, "tokenizer.ggml.tokens")
     merges = _field(r, "tokenizer.ggml.merges") or []
     types = _field(r, "tokenizer.ggml.token_type") or [1] * len(tokens)
-    spelling = _bytes_to_unicode()
+    spelling = bytes_to_unicode()
     alphabet = set(spelling.values())
     vocab = {}
     for i, tok in enumerate(tokens):

@@ -17,15 +17,8 @@ MATCHED = -1  # table entry: a stop string was completed inside this token
 
 def _bytes_to_unicode() -> dict[str, int]:
     """The GPT-2 byte-level BPE alphabet: printable unicode char -> byte."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+    from o1jax.models.gguf_tokenizer import bytes_to_unicode
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 def token_bytes(tokenizer, vocab_size: int) -> list[bytes]:
