@@ -101,6 +101,23 @@ def test_dropping_finished_rows_does_not_change_any_sample():
                 assert a.token_ids[-1] % 16 == 0 and all(t % 16 for t in a.token_ids[:-1])
 
 
+def test_cache_growing_between_segments_changes_nothing(lm):
+    """The decode cache starts short and grows between segments (attention reads only about the filled prefix):
+    greedy tokens still equal full forward passes, and samples do not depend on the segment length."""
+    grower = Sampler(lm, segment_steps=7)
+    out = grower.generate(MIXED[:2], max_new_tokens=70)
+    assert sum(name == "grow" for name, _ in grower._seen) >= 2, grower._seen
+    for prompt, (c,) in zip(MIXED[:2], out):
+        assert c.token_ids == full_forward_greedy(lm, prompt, 70, width=96)
+    kw = dict(max_new_tokens=70, temperature=1.0, top_p=0.9, n=2, seed=9)
+    a = grower.generate(MIXED, **kw)
+    b = Sampler(lm, segment_steps=1000).generate(MIXED, **kw)
+    for pa, pb in zip(a, b):
+        for x, y in zip(pa, pb):
+            assert x.token_ids == y.token_ids
+            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+
+
 def expected_distribution(logits, temperature, top_p, top_k):
     """transformers' warper order: temperature, top-k, top-p (keep while the mass ahead < top_p), in float64."""
     z = np.asarray(logits, np.float64) / temperature

@@ -1,12 +1,22 @@
 """One decode step (one new token per row) for the sampling loop: the same math as models.decoder.forward with T=1,
 arranged for the memory-bound case that dominates generation.
 
-Why not just forward(T=1)? Its layer scan takes the cache as scan input and returns the updated cache as scan output,
-so every step XLA copies the whole cache (read + write) on top of the attention read. Here the scan only reads the
-cache: attention covers the cached slots < pos plus the new token's own key/value, and the L new key/value rows are
-written back after the scan with one in-place scatter (the while loop carries the cache, donated).
+Why not forward(T=1), or a layer scan? Measured on CPU (XLA's CPU matmuls and reductions are library fusions that
+cannot read a slice of a larger buffer), a scan over stacked layers copies each layer's weights and each layer's
+cache slice out of the stacked arrays at every step: more memory traffic than the matmuls and the attention
+themselves. So the decode loop works on per-layer buffers instead:
+
+  * the weights are split into per-layer arrays once per request (`split_params`), and the step's layer loop is
+    unrolled, so every matmul reads its weight in place;
+  * the cache is one [B, K, S, Hd] buffer per layer (`LayerCache`; kv-head-major so that attention is two batched
+    matmuls with no transpose). Each layer writes its new key/value into its buffer (in place: the while loop
+    carries the buffers, donated) and then attends over the whole buffer, masked to slots <= pos;
+  * the buffers are only as long as the current segment of the decode loop needs (`grow` lengthens them between
+    segments), so attention reads about the filled prefix of the cache, not the request's maximum length.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,40 +26,69 @@ from o1jax.models.decoder import KVCache, lm_head, rms_norm
 from o1jax.models.rope import apply_rope, inv_frequencies, rope_tables
 
 
-def _attend(q, k_new, v_new, kc, vc, pos):
-    """q [B, H, Hd]; k_new/v_new [B, K, Hd]; kc/vc [B, S, K, Hd] (slots < pos valid); pos [B] -> [B, H, Hd].
+class LayerCache(NamedTuple):
+    k: tuple  # L x [B, K, S, Hd]
+    v: tuple  # L x [B, K, S, Hd]
 
-    Written as multiply-and-reduce rather than einsum: a dot_general would want the cache as [B, K, S, Hd] and XLA
-    would transpose (copy) it every layer; the fused elementwise form reads it once.
-    """
+    @property
+    def max_len(self) -> int:
+        return self.k[0].shape[2]
+
+    def rows(self, idx) -> "LayerCache":
+        """Rows idx [B'] of every layer's buffers."""
+        return LayerCache(tuple(x[idx] for x in self.k), tuple(x[idx] for x in self.v))
+
+
+def split_params(params: dict) -> tuple[dict, tuple]:
+    """Stacked params -> (the non-layer params, one dict of unstacked weights per layer). Jit it: one copy."""
+    top = {k: v for k, v in params.items() if not k.startswith("layers/")}
+    stacked = {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("layers/")}
+    L = next(iter(stacked.values())).shape[0]
+    return top, tuple({k: v[i] for k, v in stacked.items()} for i in range(L))
+
+
+def from_stacked(cache: KVCache, length: int) -> LayerCache:
+    """KVCache [L, B, S, K, Hd] -> LayerCache of `length` slots (the first min(S, length) copied, the rest zero)."""
+    def one(x):  # [B, S, K, Hd] -> [B, K, length, Hd]
+        x = jnp.swapaxes(x, 1, 2)[:, :, :length]
+        return jnp.pad(x, ((0, 0), (0, 0), (0, length - x.shape[2]), (0, 0)))
+    return LayerCache(tuple(one(x) for x in cache.k), tuple(one(x) for x in cache.v))
+
+
+def to_stacked(cache: LayerCache) -> KVCache:
+    return KVCache(jnp.stack([jnp.swapaxes(x, 1, 2) for x in cache.k]),
+                   jnp.stack([jnp.swapaxes(x, 1, 2) for x in cache.v]))
+
+
+def grow(cache: LayerCache, length: int) -> LayerCache:
+    """Pad every buffer to `length` slots (the new slots are zero and masked until written)."""
+    pad = ((0, 0), (0, 0), (0, length - cache.max_len), (0, 0))
+    return LayerCache(tuple(jnp.pad(x, pad) for x in cache.k), tuple(jnp.pad(x, pad) for x in cache.v))
+
+
+def _attend(q, kc, vc, pos):
+    """q [B, H, Hd]; kc/vc [B, K, S, Hd] (slots <= pos valid, the current token's included); pos [B] -> [B, H, Hd]."""
     B, H, Hd = q.shape
-    S, K = kc.shape[1], kc.shape[2]
-    G = H // K
-    qg = q.reshape(B, K, G, Hd).astype(jnp.float32) / jnp.sqrt(jnp.float32(Hd))
-    s_old = jnp.sum(kc.astype(jnp.float32)[:, :, :, None, :] * qg[:, None], axis=-1)  # [B, S, K, G]
-    s_new = jnp.sum(k_new.astype(jnp.float32)[:, :, None, :] * qg, axis=-1)  # [B, K, G]
-    valid = jnp.arange(S)[None, :] < pos[:, None]  # [B, S]
-    s_old = jnp.where(valid[:, :, None, None], s_old, -jnp.inf)
-    m = jnp.maximum(jnp.max(s_old, axis=1), s_new)  # [B, K, G]
-    p_old = jnp.exp(s_old - m[:, None])
-    p_new = jnp.exp(s_new - m)
-    denom = jnp.sum(p_old, axis=1) + p_new
-    o = jnp.sum(p_old[..., None] * vc.astype(jnp.float32)[:, :, :, None, :], axis=1)  # [B, K, G, Hd]
-    o = (o + p_new[..., None] * v_new.astype(jnp.float32)[:, :, None, :]) / denom[..., None]
+    K, S = kc.shape[1], kc.shape[2]
+    qg = q.reshape(B, K, H // K, Hd).astype(jnp.float32) / jnp.sqrt(jnp.float32(Hd))
+    s = jnp.einsum("bkgd,bksd->bkgs", qg, kc.astype(jnp.float32), preferred_element_type=jnp.float32)
+    valid = jnp.arange(S)[None, :] <= pos[:, None]  # [B, S]
+    s = jnp.where(valid[:, None, None, :], s, -jnp.inf)
+    p = jnp.exp(s - jnp.max(s, axis=-1, keepdims=True))
+    o = jnp.einsum("bkgs,bksd->bkgd", p, vc.astype(jnp.float32), preferred_element_type=jnp.float32)
+    o = o / jnp.sum(p, axis=-1)[..., None]
     return o.reshape(B, H, Hd).astype(q.dtype)
 
 
-def decode_step(params: dict, tokens, pos, cfg: ModelConfig, cache: KVCache):
-    """tokens [B] int32 at positions pos [B]; cache [L, B, S, K, Hd] holds slots < pos.
-
-    Returns (logits [B, V] float32, cache with slot pos written in every layer)."""
+def decode_step(top: dict, layers: tuple, tokens, pos, cfg: ModelConfig, cache: LayerCache):
+    """tokens [B] int32 at positions pos [B] (< cache.max_len); (top, layers) from split_params; cache holds slots
+    < pos. Returns (logits [B, V] float32, cache with slot pos written in every layer)."""
     dtype = jnp.dtype(cfg.dtype)
     cos, sin = rope_tables(pos[:, None], inv_frequencies(cfg))  # [B, 1, Hd]
-    x = jnp.take(params["embed"], tokens, axis=0).astype(dtype)  # [B, D]
-    layer = {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("layers/")}
-
-    def block(x, xs):
-        lp, kc, vc = xs
+    x = jnp.take(top["embed"], tokens, axis=0).astype(dtype)  # [B, D]
+    rows = jnp.arange(x.shape[0])
+    new_k, new_v = [], []
+    for lp, kc, vc in zip(layers, cache.k, cache.v):
         c = lambda name: lp[name].astype(dtype)  # noqa: E731
         h = rms_norm(x, lp["attn_norm"], cfg.rms_norm_eps)
         q = jnp.einsum("bd,dhk->bhk", h, c("q"))
@@ -59,16 +98,16 @@ def decode_step(params: dict, tokens, pos, cfg: ModelConfig, cache: KVCache):
             q, k, v = q + c("q_bias"), k + c("k_bias"), v + c("v_bias")
         q = apply_rope(q[:, None], cos, sin)[:, 0]
         k = apply_rope(k[:, None], cos, sin)[:, 0]
-        a = _attend(q, k, v, kc, vc, pos)
+        # write first, then attend over the buffer: the write is in place and nothing reads the old buffer
+        kc = kc.at[rows, :, pos].set(k.astype(kc.dtype))
+        vc = vc.at[rows, :, pos].set(v.astype(vc.dtype))
+        new_k.append(kc)
+        new_v.append(vc)
+        a = _attend(q, kc.astype(dtype), vc.astype(dtype), pos)
         x = x + jnp.einsum("bhk,hkd->bd", a, c("o"))
         h = rms_norm(x, lp["mlp_norm"], cfg.rms_norm_eps)
         g = jnp.einsum("bd,df->bf", h, c("gate"))
         u = jnp.einsum("bd,df->bf", h, c("up"))
         x = x + jnp.einsum("bf,fd->bd", jax.nn.silu(g) * u, c("down"))
-        return x, (k.astype(kc.dtype), v.astype(vc.dtype))
-
-    x, (k_new, v_new) = jax.lax.scan(block, x, (layer, cache.k, cache.v))  # k_new/v_new [L, B, K, Hd]
-    rows = jnp.arange(x.shape[0])
-    cache = KVCache(cache.k.at[:, rows, pos].set(k_new), cache.v.at[:, rows, pos].set(v_new))
-    x = rms_norm(x, params["final_norm"], cfg.rms_norm_eps)
-    return lm_head(params, x[:, None], cfg)[:, 0], cache
+    x = rms_norm(x, top["final_norm"], cfg.rms_norm_eps)
+    return lm_head(top, x[:, None], cfg)[:, 0], LayerCache(tuple(new_k), tuple(new_v))

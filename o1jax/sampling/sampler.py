@@ -21,7 +21,7 @@ import numpy as np
 
 from o1jax.errors import UserError
 from o1jax.models.decoder import KVCache, forward, lm_head
-from o1jax.sampling.decode import decode_step
+from o1jax.sampling.decode import LayerCache, decode_step, from_stacked, grow, split_params, to_stacked
 from o1jax.sampling.filters import sample_tokens
 from o1jax.sampling.stops import stop_table, token_bytes, truncate_at_stop
 
@@ -66,11 +66,13 @@ class Sampler:
         self._stop_tables: dict[tuple, jax.Array] = {}
         self._tok_bytes: list[bytes] | None = None
         # The config is bound here, not passed as a static argument (it is not hashable, and is fixed per model).
-        self._prefill = jax.jit(functools.partial(_prefill, cfg=self.cfg), static_argnames=("S",))
+        self._prefill = jax.jit(functools.partial(_prefill, cfg=self.cfg))
+        self._split = jax.jit(split_params)
+        self._split_cache = None
         # The cache is donated and returned, so the loop updates it in place: a request never holds two.
         statics = ("top_k", "greedy", "eos", "pad")
-        self._start = jax.jit(_start, donate_argnums=(0,), static_argnames=statics + ("Tn",))
-        self._segment = jax.jit(functools.partial(_segment, cfg=self.cfg), donate_argnums=(1,),
+        self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S"))
+        self._segment = jax.jit(functools.partial(_segment, cfg=self.cfg), donate_argnums=(2,),
                                 static_argnames=statics + ("step_fn",))
 
     # ------------------------------------------------------------------------------------------------- inputs
@@ -121,6 +123,16 @@ class Sampler:
             self._stop_tables[stops] = jnp.asarray(t)
         return self._stop_tables[stops]
 
+    def _layer_params(self):
+        """split_params(lm.params), kept while lm.params holds the same arrays: the decode loop's per-layer weight
+        buffers (a second copy of the layer weights, made again when the params change)."""
+        arrays = tuple(self.lm.params.items())
+        key = tuple((k, id(v)) for k, v in arrays)
+        if self._split_cache is None or self._split_cache[0] != key:
+            self._split_cache = None  # drop the old copy before making the new one
+            self._split_cache = (key, arrays, self._split(self.lm.params))  # arrays: keeps the ids valid
+        return self._split_cache[2]
+
     def _note_compile(self, name: str, key: tuple):
         if (name, key) not in self._seen:
             self._seen.add((name, key))
@@ -165,7 +177,7 @@ class Sampler:
         prompts = sorted({p for p, _ in rows})
         Tp = bucket(max(len(ids[p]) for p in prompts), 16, per_octave=4)  # prefill compute grows with padding
         Tn = bucket(max_new, 16)
-        S = Tp + Tn
+        S = Tp + Tn  # the longest the cache gets; each segment's cache only holds the slots it can reach
         B = bucket(R)
         pad = self._pad_id()
         rows_prompt = np.asarray([p for p, _ in rows], np.int32)  # [R] which prompt each row samples
@@ -179,10 +191,10 @@ class Sampler:
             Pb = B
             tokens, lengths = _right_pad([ids[p] for p in rows_prompt], B, Tp, pad)
             src = None
-        self._note_compile("prefill", (Pb, Tp, S))
-        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths), S=S)
+        self._note_compile("prefill", (Pb, Tp))
+        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths))
         if src is not None:
-            self._note_compile("share_prefix", (Pb, B, S))
+            self._note_compile("share_prefix", (Pb, B, Tp))
             cache, logits = _gather_rows(cache, logits, jnp.asarray(src))
             row_len = lengths[src]
         else:
@@ -196,16 +208,28 @@ class Sampler:
         eos = () if ignore_eos else self._eos_ids()
         statics = dict(top_k=top_k, greedy=greedy, eos=eos, pad=pad)
         scalars = (jnp.int32(max_new), jnp.float32(temperature or 1.0), jnp.float32(top_p), table)
-        self._note_compile("decode", (B, S, Tn, tuple(statics.items()), None if table is None else table.shape,
-                                      self.step_fn))
+        if self.step_fn == "fast":
+            top, layers = self._layer_params()
+        else:
+            top, layers = self.lm.params, None
+        # Attention reads the whole cache buffer, so the buffer grows with the decode: a segment ending at step
+        # `until` needs slots < Tp + until - 1; lengths are Tp + a power of two (a few programs per request).
+        seg_len = lambda until: min(S, Tp + bucket(until, 32, per_octave=1))  # noqa: E731
+        i = 1
+        until = min(i + self.segment_steps, max_new)
         st = self._start(cache, logits, jnp.asarray(row_len), jnp.asarray(live), jnp.asarray(keys), *scalars,
-                         Tn=Tn, **statics)
+                         Tn=Tn, S=seg_len(until), **statics)
+        del cache, logits
         rows = np.arange(B)  # rows[b] = the request row that batch row b decodes (compaction reorders them)
         results: dict[int, tuple] = {}
-        i = 1
         while True:
-            i = min(i + self.segment_steps, max_new)
-            st = self._segment(self.lm.params, st, jnp.int32(i), *scalars, step_fn=self.step_fn, **statics)
+            i = until
+            if seg_len(i) > st.cache.max_len:
+                self._note_compile("grow", (len(rows), st.cache.max_len, seg_len(i)))
+                st = _grow(st, seg_len(i))
+            self._note_compile("decode", (len(rows), st.cache.max_len, Tn, tuple(statics.items()),
+                                          None if table is None else table.shape, self.step_fn))
+            st = self._segment(top, layers, st, jnp.int32(i), *scalars, step_fn=self.step_fn, **statics)
             done = np.asarray(st.done)
             if done.all() or i >= max_new:
                 break
@@ -216,9 +240,10 @@ class Sampler:
             if nb < len(rows):
                 self._collect(st, rows, np.nonzero(done)[0], results)
                 idx = np.concatenate([alive, np.full(nb - len(alive), alive[0])])
-                self._note_compile("compact", (len(rows), nb, S, Tn))
+                self._note_compile("compact", (len(rows), nb, st.cache.max_len, Tn))
                 st = _compact(st, jnp.asarray(idx), jnp.asarray(np.arange(nb) >= len(alive)))
                 rows = rows[idx[:len(alive)]]
+            until = min(i + self.segment_steps, max_new)
         self._collect(st, rows, np.arange(len(rows)), results)
         return [self._completion(*results[r], stops) for r in range(R)]
 
@@ -262,11 +287,11 @@ def _row_keys(seed, prompt_index, sample_index):
     return jax.random.key_data(k)
 
 
-def _prefill(params, tokens, lengths, *, cfg, S):
-    """tokens [P, Tp] right-padded, lengths [P] -> (cache [L, P, S, K, Hd], logits at each last token [P, V])."""
+def _prefill(params, tokens, lengths, *, cfg):
+    """tokens [P, Tp] right-padded, lengths [P] -> (cache [L, P, Tp, K, Hd], logits at each last token [P, V])."""
     P, Tp = tokens.shape
     positions = jnp.broadcast_to(jnp.arange(Tp, dtype=jnp.int32), (P, Tp))
-    hidden, cache = forward(params, tokens, positions, cfg, KVCache.zeros(cfg, P, S), return_hidden=True)
+    hidden, cache = forward(params, tokens, positions, cfg, KVCache.zeros(cfg, P, Tp), return_hidden=True)
     last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)  # [P, 1, D]
     return cache, lm_head(params, last, cfg)[:, 0]
 
@@ -280,7 +305,7 @@ def _gather_rows(cache, logits, src):
 class DecodeState(NamedTuple):
     """What the decode loop carries; row-indexed fields can be gathered to drop finished rows."""
     i: jax.Array  # [] tokens sampled so far (same for every row)
-    cache: KVCache  # [L, B, S, K, Hd]
+    cache: LayerCache  # L x [B, K, S, Hd]
     tok: jax.Array  # [B] the last sampled token, fed next
     toks: jax.Array  # [B, Tn] sampled tokens (pad after a row stops)
     lps: jax.Array  # [B, Tn] their log-probabilities
@@ -315,37 +340,46 @@ def _record(st: DecodeState, logits, max_new, temperature, top_p, table, *, top_
                        sstate=sstate)
 
 
-def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, **statics):
-    """cache [L, B, S, K, Hd] holding each row's prompt, logits [B, V] for its first new token, start [B] prompt
-    lengths, live [B] (false = batch padding), keys [B, 2] -> the state after sampling the first token."""
+def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, S, **statics):
+    """cache [L, B, Tp, K, Hd] holding each row's prompt, logits [B, V] for its first new token, start [B] prompt
+    lengths, live [B] (false = batch padding), keys [B, 2] -> the state after sampling the first token, its cache
+    a LayerCache of S slots."""
     B = logits.shape[0]
     pad = statics["pad"]
-    st = DecodeState(jnp.int32(0), cache, jnp.zeros(B, jnp.int32), jnp.full((B, Tn), pad, jnp.int32),
+    st = DecodeState(jnp.int32(0), from_stacked(cache, S), jnp.zeros(B, jnp.int32), jnp.full((B, Tn), pad, jnp.int32),
                      jnp.zeros((B, Tn), jnp.float32), jnp.zeros(B, jnp.int32), jnp.full(B, LENGTH, jnp.int32),
                      ~live, jnp.zeros(B, jnp.int32), start, keys)
     return _record(st, logits, max_new, temperature, top_p, table, **statics)
 
 
-def _segment(params, st, until, max_new, temperature, top_p, table, *, cfg, step_fn, **statics):
+def _segment(params, layers, st, until, max_new, temperature, top_p, table, *, cfg, step_fn, **statics):
     """Decode until step `until` or until every row has finished. The state (cache included) is donated and
-    returned, so the cache is updated in place: a request never holds two."""
+    returned, so the cache is updated in place: a request never holds two. step_fn "fast": (params, layers) are
+    split_params' output; "reference": params are the stacked params (forward, on a stacked copy of the cache)."""
     def body(st):
         pos = st.start + st.i - 1  # the fed token (sampled at step i - 1) sits at its row's position
         if step_fn == "fast":
-            logits, cache = decode_step(params, st.tok, pos, cfg, st.cache)
+            logits, cache = decode_step(params, layers, st.tok, pos, cfg, st.cache)
         else:
-            logits, cache = forward(params, st.tok[:, None], pos[:, None], cfg, st.cache)
+            logits, cache = forward(params, st.tok[:, None], pos[:, None], cfg, to_stacked(st.cache))
+            cache = from_stacked(cache, cache.max_len)
             logits = logits[:, 0]
         return _record(st._replace(cache=cache), logits, max_new, temperature, top_p, table, **statics)
 
     return jax.lax.while_loop(lambda s: (s.i < until) & ~jnp.all(s.done), body, st)
 
 
+@functools.partial(jax.jit, static_argnums=(1,))
+def _grow(st: DecodeState, length: int):
+    """The state with its cache buffers lengthened to `length` slots."""
+    return st._replace(cache=grow(st.cache, length))
+
+
 @jax.jit
 def _compact(st: DecodeState, idx, pad_rows):
     """Keep rows idx [B'] of the state; pad_rows [B'] marks copies that only fill the batch bucket (done)."""
     rows = lambda x: x[idx]  # noqa: E731
-    return st._replace(cache=KVCache(st.cache.k[:, idx], st.cache.v[:, idx]), tok=rows(st.tok),
+    return st._replace(cache=st.cache.rows(idx), tok=rows(st.tok),
                        toks=rows(st.toks), lps=rows(st.lps), count=rows(st.count), finish=rows(st.finish),
                        done=rows(st.done) | pad_rows, sstate=rows(st.sstate), start=rows(st.start),
                        keys=rows(st.keys))
