@@ -160,6 +160,33 @@ def test_sampled_tokens_follow_the_filtered_distribution(vocab, scale, temperatu
     assert pval > 1e-3, (stat, pval, len(obs_b))
 
 
+def test_rows_with_small_and_large_nuclei_in_one_batch_each_follow_their_distribution():
+    """A batch where half the rows have a nucleus inside the candidate set and half need the exact whole-vocabulary
+    search (more of them than one fallback pass holds): every row follows its own filtered distribution."""
+    from o1jax.sampling.filters import FALLBACK_ROWS, NUCLEUS_CANDIDATES, sample_tokens
+    B, V, n, top_p, temperature = 2 * FALLBACK_ROWS + 6, 512, 2500, 0.9, 0.8
+    scale = np.where(np.arange(B) % 2 == 0, 30.0, 0.5)[:, None]  # even rows peaked, odd rows nearly flat
+    logits = jax.numpy.asarray(np.random.default_rng(3).normal(size=(B, V)) * scale, jax.numpy.float32)
+    expected = [expected_distribution(np.asarray(logits[b]), temperature, top_p, 0) for b in range(B)]
+    assert sum((p > 0).sum() > NUCLEUS_CANDIDATES for p in expected) > FALLBACK_ROWS  # several fallback passes
+    draw = jax.jit(lambda u: sample_tokens(logits, u, jax.numpy.float32(temperature), jax.numpy.float32(top_p),
+                                           0, False)[0])
+    us = jax.random.uniform(jax.random.key(5), (n, B))
+    toks = np.stack([np.asarray(draw(us[i])) for i in range(n)])  # [n, B]
+    stat = dof = 0
+    for b in range(B):
+        counts = np.bincount(toks[:, b], minlength=V)
+        p = expected[b]
+        assert counts[p == 0].sum() == 0, f"row {b}: a filtered-out token was sampled"
+        exp, obs = n * p[p > 0], counts[p > 0]
+        big = exp >= 5
+        obs_b, exp_b = np.append(obs[big], obs[~big].sum()), np.append(exp[big], exp[~big].sum())
+        keep = exp_b > 0
+        stat += float(np.sum((obs_b[keep] - exp_b[keep]) ** 2 / exp_b[keep]))
+        dof += int(keep.sum()) - 1
+    assert scipy.stats.chi2.sf(stat, dof) > 1e-3, (stat, dof)
+
+
 def test_a_wrong_distribution_fails_the_chi_square_test():
     """The statistical test has power: sampling at temperature 1.0 is rejected against temperature 0.7."""
     model = tiny_lm(64, 30.0, seed=1)

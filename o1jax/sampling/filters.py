@@ -9,8 +9,8 @@ The log-probability returned for each token is log_softmax(logits)[token]: the m
 temperature and filtering, which is what PPO ratios and DPO need.
 
 Cost matters here (this runs once per generated token, over the whole vocabulary): no full sort and no per-token
-random numbers. The nucleus is looked for among the NUCLEUS_CANDIDATES most likely tokens first; only a step where
-some row's nucleus is larger pays for an exact threshold search over the whole vocabulary.
+random numbers. The nucleus is looked for among the NUCLEUS_CANDIDATES most likely tokens first; only the rows whose
+nucleus is larger pay for an exact threshold search over the whole vocabulary (gathered a few rows at a time).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 NUCLEUS_CANDIDATES = 64
+FALLBACK_ROWS = 8  # rows per pass of the exact nucleus search
 BLOCK = 256  # vocabulary block for the two-level inverse CDF over the full vocabulary
 
 
@@ -68,6 +69,27 @@ def _nucleus_floor(z, e, top_p):
     return key >= lo[:, None]
 
 
+def _exact_nucleus_rows(tok, z, e, u, top_p, todo):
+    """tok [B] drawn among the candidates; for the rows where todo [B] is set (their nucleus is larger than the
+    candidate set), draw again from the exact whole-vocabulary nucleus. Those rows are gathered FALLBACK_ROWS at a
+    time, so a step pays the 32-pass threshold search for the rows that need it, not for the whole batch."""
+    B = z.shape[0]
+    F = min(B, FALLBACK_ROWS)
+    order = jnp.argsort(~todo, stable=True).astype(jnp.int32)  # rows to redo first
+    order = jnp.concatenate([order, jnp.zeros(F, jnp.int32)])  # [B + F]: the last chunk may run past B
+    n = jnp.sum(todo)
+
+    def chunk(j, tok):
+        rows = jax.lax.dynamic_slice(order, (j * F,), (F,))  # [F]
+        real = j * F + jnp.arange(F) < n
+        ez = jnp.take(e, rows, axis=0)
+        w = jnp.where(_nucleus_floor(jnp.take(z, rows, axis=0), ez, top_p), ez, 0.0)
+        drawn = _invert_blocked(w, jnp.take(u, rows))
+        return tok.at[jnp.where(real, rows, B)].set(drawn.astype(tok.dtype), mode="drop")
+
+    return jax.lax.fori_loop(0, (n + F - 1) // F, chunk, tok)
+
+
 def sample_tokens(logits, u, temperature, top_p, top_k: int, greedy: bool):
     """logits [B, V] float32, u [B] uniforms in [0, 1); temperature/top_p scalars; top_k, greedy static.
 
@@ -95,14 +117,13 @@ def sample_tokens(logits, u, temperature, top_p, top_k: int, greedy: bool):
             tok = among_candidates(jnp.sum(jnp.exp(vals - vals[:, :1]), -1, keepdims=True))
         else:
             e = jnp.exp(z - vals[:, :1])  # [B, V] unnormalised sampling probabilities
+            total = jnp.sum(e, -1, keepdims=True)  # [B, 1]
+            covered = (jnp.sum(jnp.exp(vals - vals[:, :1]), -1) >= top_p * total[:, 0]) | (c >= V)  # [B]
 
-            def whole_vocab(total):
-                del total
-                w = jnp.where(top_p < 1.0, jnp.where(_nucleus_floor(z, e, top_p), e, 0.0), e)
-                return _invert_blocked(w, u)
+            def nucleus(_):
+                tok = among_candidates(total)
+                return _exact_nucleus_rows(tok, z, e, u, top_p, ~covered)
 
-            covered = jnp.sum(jnp.exp(vals - vals[:, :1]), -1) >= top_p * jnp.sum(e, -1)
-            use_candidates = (top_p < 1.0) & jnp.all(covered) & (c < V)
-            tok = jax.lax.cond(use_candidates, among_candidates, whole_vocab, jnp.sum(e, -1, keepdims=True))
+            tok = jax.lax.cond(top_p < 1.0, nucleus, lambda _: _invert_blocked(e, u), None)
         tok = tok.astype(jnp.int32)
     return tok, jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
