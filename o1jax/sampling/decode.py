@@ -8,8 +8,9 @@ themselves. So the decode loop works on per-layer buffers instead:
 
   * the weights are split into per-layer arrays once per request (`split_params`), and the step's layer loop is
     unrolled, so every matmul reads its weight in place;
-  * the cache is one [B, K, S, Hd] buffer per layer (`LayerCache`; kv-head-major so that attention is two batched
-    matmuls with no transpose). Each layer writes its new key/value into its buffer (in place: the while loop
+  * the cache is one buffer per layer for keys, [B, K, Hd, S], and one for values, [B, K, S, Hd] (`LayerCache`;
+    kv-head-major, keys transposed, so that both attention matmuls read their cache operand in its natural
+    layout: with keys as [B, K, S, Hd] the scores matmul ran about 1.3x slower on CPU). Each layer writes its new key/value into its buffer (in place: the while loop
     carries the buffers, donated) and then attends over the whole buffer, masked to slots <= pos;
   * the buffers are only as long as the current segment of the decode loop needs (`grow` lengthens them between
     segments), so attention reads about the filled prefix of the cache, not the request's maximum length.
@@ -27,12 +28,12 @@ from o1jax.models.rope import apply_rope, inv_frequencies, rope_tables
 
 
 class LayerCache(NamedTuple):
-    k: tuple  # L x [B, K, S, Hd]
+    k: tuple  # L x [B, K, Hd, S]
     v: tuple  # L x [B, K, S, Hd]
 
     @property
     def max_len(self) -> int:
-        return self.k[0].shape[2]
+        return self.v[0].shape[2]
 
     def rows(self, idx) -> "LayerCache":
         """Rows idx [B'] of every layer's buffers."""
@@ -52,26 +53,28 @@ def from_stacked(cache: KVCache, length: int) -> LayerCache:
     def one(x):  # [B, S, K, Hd] -> [B, K, length, Hd]
         x = jnp.swapaxes(x, 1, 2)[:, :, :length]
         return jnp.pad(x, ((0, 0), (0, 0), (0, length - x.shape[2]), (0, 0)))
-    return LayerCache(tuple(one(x) for x in cache.k), tuple(one(x) for x in cache.v))
+    return LayerCache(tuple(jnp.swapaxes(one(x), 2, 3) for x in cache.k), tuple(one(x) for x in cache.v))
 
 
 def to_stacked(cache: LayerCache) -> KVCache:
-    return KVCache(jnp.stack([jnp.swapaxes(x, 1, 2) for x in cache.k]),
+    return KVCache(jnp.stack([jnp.transpose(x, (0, 3, 1, 2)) for x in cache.k]),
                    jnp.stack([jnp.swapaxes(x, 1, 2) for x in cache.v]))
 
 
 def grow(cache: LayerCache, length: int) -> LayerCache:
     """Pad every buffer to `length` slots (the new slots are zero and masked until written)."""
-    pad = ((0, 0), (0, 0), (0, length - cache.max_len), (0, 0))
-    return LayerCache(tuple(jnp.pad(x, pad) for x in cache.k), tuple(jnp.pad(x, pad) for x in cache.v))
+    n = length - cache.max_len
+    return LayerCache(tuple(jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, n))) for x in cache.k),
+                      tuple(jnp.pad(x, ((0, 0), (0, 0), (0, n), (0, 0))) for x in cache.v))
 
 
 def _attend(q, kc, vc, pos):
-    """q [B, H, Hd]; kc/vc [B, K, S, Hd] (slots <= pos valid, the current token's included); pos [B] -> [B, H, Hd]."""
+    """q [B, H, Hd]; kc [B, K, Hd, S], vc [B, K, S, Hd] (slots <= pos valid, the current token's included);
+    pos [B] -> [B, H, Hd]."""
     B, H, Hd = q.shape
-    K, S = kc.shape[1], kc.shape[2]
+    K, S = vc.shape[1], vc.shape[2]
     qg = q.reshape(B, K, H // K, Hd).astype(jnp.float32) / jnp.sqrt(jnp.float32(Hd))
-    s = jnp.einsum("bkgd,bksd->bkgs", qg, kc.astype(jnp.float32), preferred_element_type=jnp.float32)
+    s = jnp.einsum("bkgd,bkds->bkgs", qg, kc.astype(jnp.float32), preferred_element_type=jnp.float32)
     valid = jnp.arange(S)[None, :] <= pos[:, None]  # [B, S]
     s = jnp.where(valid[:, None, None, :], s, -jnp.inf)
     p = jnp.exp(s - jnp.max(s, axis=-1, keepdims=True))
@@ -99,7 +102,7 @@ def decode_step(top: dict, layers: tuple, tokens, pos, cfg: ModelConfig, cache: 
         q = apply_rope(q[:, None], cos, sin)[:, 0]
         k = apply_rope(k[:, None], cos, sin)[:, 0]
         # write first, then attend over the buffer: the write is in place and nothing reads the old buffer
-        kc = kc.at[rows, :, pos].set(k.astype(kc.dtype))
+        kc = kc.at[rows, :, :, pos].set(k.astype(kc.dtype))
         vc = vc.at[rows, :, pos].set(v.astype(vc.dtype))
         new_k.append(kc)
         new_v.append(vc)

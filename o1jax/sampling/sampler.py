@@ -305,7 +305,7 @@ def _gather_rows(cache, logits, src):
 class DecodeState(NamedTuple):
     """What the decode loop carries; row-indexed fields can be gathered to drop finished rows."""
     i: jax.Array  # [] tokens sampled so far (same for every row)
-    cache: LayerCache  # L x [B, K, S, Hd]
+    cache: LayerCache  # keys L x [B, K, Hd, S], values L x [B, K, S, Hd]
     tok: jax.Array  # [B] the last sampled token, fed next
     toks: jax.Array  # [B, Tn] sampled tokens (pad after a row stops)
     lps: jax.Array  # [B, Tn] their log-probabilities
