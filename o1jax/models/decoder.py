@@ -49,20 +49,29 @@ def _write(cache_layer, new, start):
 
 
 def attention(q, k, v, q_pos, k_pos, q_seg=None, k_seg=None):
-    """q [B, T, H, Hd], k/v [B, S, K, Hd], q_pos [B, T], k_pos [B, S] -> [B, T, H, Hd]."""
+    """q [B, T, H, Hd], k/v [B, S, K, Hd], q_pos [B, T], k_pos [B, S] -> [B, T, H, Hd].
+
+    q, k and v are transposed (small copies) so that both matmuls are plain batched matmuls over (b, k) with the
+    query group folded into the rows: [G*T, Hd] x [Hd, S] and [G*T, S] x [S, Hd]. Written as einsums over the
+    original layouts, XLA's CPU backend transposes the [B, K, G, T, S] scores instead: measured 1.5x slower for
+    forward + backward (B=8, T=512) and 1.9x for forward alone (B=64, T=112).
+    """
     B, T, H, Hd = q.shape
-    K = k.shape[2]
+    S, K = k.shape[1], k.shape[2]
     G = H // K
-    qg = q.reshape(B, T, K, G, Hd)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32) / jnp.sqrt(
+    qg = q.reshape(B, T, K, G, Hd).transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, Hd)
+    kt = k.transpose(0, 2, 3, 1)  # [B, K, Hd, S]
+    vt = v.transpose(0, 2, 1, 3)  # [B, K, S, Hd]
+    scores = jnp.einsum("bkqd,bkds->bkqs", qg, kt, preferred_element_type=jnp.float32) / jnp.sqrt(
         jnp.float32(Hd))
+    scores = scores.reshape(B, K, G, T, S)
     mask = k_pos[:, None, :] <= q_pos[:, :, None]  # [B, T, S]
     if q_seg is not None:
         mask &= k_seg[:, None, :] == q_seg[:, :, None]
     scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-    return out.reshape(B, T, H, Hd)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(B, K, G * T, S)
+    out = jnp.einsum("bkqs,bksd->bkqd", probs, vt)  # [B, K, G*T, Hd]
+    return out.reshape(B, K, G, T, Hd).transpose(0, 3, 1, 2, 4).reshape(B, T, H, Hd)
 
 
 def forward(params: dict, tokens, positions, cfg: ModelConfig, cache: KVCache | None = None,
