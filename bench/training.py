@@ -108,7 +108,9 @@ def main():
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--remat", action="store_true")
+    ap.add_argument("--no-remat", dest="remat", action="store_false",
+                    help="keep every layer's activations (the shipped configs/train_*.toml set remat = true; on CPU "
+                         "recomputing them is also faster: no [30, B, ...] residual buffers to fill and read)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-dpo", action="store_true")
     ap.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md"))
@@ -141,7 +143,8 @@ def main():
     machine = f"{platform.node()} {dev.device_kind} ({dev.platform}, {jax.device_count()} device(s), " \
               f"{os.cpu_count()} CPUs)"
     report = (f"\n## training step throughput ({datetime.date.today()})\n\n`{cmd}`  \nmachine: {machine}; "
-              f"model {a.model} ({cfg.num_params() / 1e6:.0f}M), seq {a.seq}, batch {a.batch}, {a.dtype}; "
+              f"model {a.model} ({cfg.num_params() / 1e6:.0f}M), seq {a.seq}, batch {a.batch}, {a.dtype}, "
+              f"remat {'on' if a.remat else 'off'}; "
               f"measured matmul rate {peak / 1e9:.1f} GFLOP/s; {fpt / 1e9:.2f} GFLOP per trained token\n\n"
               "| step | tokens/s | s/step | MFU |\n|---|---|---|---|\n" + "\n".join(lines) + "\n")
     print(report)
