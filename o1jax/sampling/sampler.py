@@ -177,7 +177,6 @@ class Sampler:
         prompts = sorted({p for p, _ in rows})
         Tp = bucket(max(len(ids[p]) for p in prompts), 16, per_octave=4)  # prefill compute grows with padding
         Tn = bucket(max_new, 16)
-        S = Tp + Tn  # the longest the cache gets; each segment's cache only holds the slots it can reach
         B = bucket(R)
         pad = self._pad_id()
         rows_prompt = np.asarray([p for p, _ in rows], np.int32)  # [R] which prompt each row samples
@@ -213,8 +212,10 @@ class Sampler:
         else:
             top, layers = self.lm.params, None
         # Attention reads the whole cache buffer, so the buffer grows with the decode: a segment ending at step
-        # `until` needs slots < Tp + until - 1; lengths are Tp + a power of two (a few programs per request).
-        seg_len = lambda until: min(S, Tp + bucket(until, 32, per_octave=1))  # noqa: E731
+        # `until` needs slots < Tp + until - 1. Lengths come from one coarse grid (32 * 2^k * {1, 1.5}), not from
+        # Tp, so that requests with different prompt lengths share their decode programs (on CPU a decode program
+        # takes seconds to compile: in an eval, compiling had cost more than decoding).
+        seg_len = lambda until: bucket(Tp + until, 32)  # noqa: E731
         i = 1
         until = min(i + self.segment_steps, max_new)
         st = self._start(cache, logits, jnp.asarray(row_len), jnp.asarray(live), jnp.asarray(keys), *scalars,
@@ -233,11 +234,13 @@ class Sampler:
             done = np.asarray(st.done)
             if done.all() or i >= max_new:
                 break
-            # Rows that have stopped cost no further work: once the live rows fit a smaller batch bucket, keep
-            # only them (their caches gathered into a smaller batch) and collect the finished rows' outputs now.
+            # Rows that have stopped cost no further work: once the live rows fit half the batch, keep only them
+            # (their caches gathered into a power-of-two batch) and collect the finished rows' outputs now. Only
+            # halving pays: each batch size is another decode program, and a small batch's step costs about as
+            # much as a half-size one (reading the weights dominates).
             alive = np.nonzero(~done)[0]
-            nb = bucket(len(alive))
-            if nb < len(rows):
+            nb = bucket(len(alive), per_octave=1)
+            if nb <= len(rows) // 2:
                 self._collect(st, rows, np.nonzero(done)[0], results)
                 idx = np.concatenate([alive, np.full(nb - len(alive), alive[0])])
                 self._note_compile("compact", (len(rows), nb, st.cache.max_len, Tn))
