@@ -6,6 +6,8 @@ import os
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# CLI commands enable JAX's persistent compilation cache; tests stay hermetic (test_compilation_cache turns it on).
+os.environ.setdefault("O1JAX_COMPILATION_CACHE", "off")
 
 # Tests compare exact token choices against float32 references; on GPUs JAX's default matmul precision is lower
 # (TF32-like) and flips near-tied argmaxes. Pin full precision so the suite means the same on every backend.

@@ -122,3 +122,24 @@ def test_not_a_gguf(tmp_path):
     p = tmp_path / "junk.gguf"
     p.write_bytes(os.urandom(1000))
     assert_one_line_error(o1jax_cli("convert", str(p), "--out", str(tmp_path / "o")), "junk.gguf")
+
+
+def test_cli_compilation_cache_is_written_then_reused(tmp_path):
+    """`o1jax sample` stores its compiled programs in $O1JAX_COMPILATION_CACHE, and a second identical run loads the
+    decode loop from there instead of compiling it; `off` disables the cache."""
+    from o1jax.assets import smollm2_gguf
+    cache = tmp_path / "jaxcache"
+    args = [sys.executable, "-m", "o1jax", "-v", "sample", "--model", smollm2_gguf(), "--prompt", "def add(a, b):",
+            "--max-new-tokens", "4"]
+
+    def run(where):
+        res = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, O1JAX_COMPILATION_CACHE=str(where)), cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stderr
+
+    first = run(cache)
+    assert "cache hit for 'jit__segment'" not in first
+    assert any(name.startswith("jit__segment") for name in os.listdir(cache))  # took > 0.5 s to compile: stored
+    assert "cache hit for 'jit__segment'" in run(cache)
+    assert "cache hit" not in run("off") and not os.path.exists(tmp_path / "off")

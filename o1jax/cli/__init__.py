@@ -11,6 +11,7 @@ from o1jax.errors import UserError
 
 # Subcommand modules, in the order of the o1-Coder loop. A module that is missing is skipped (partial installs).
 SUBCOMMANDS = ["convert", "export_hf", "sample", "execute", "data", "eval", "train"]
+COMPILING = {"convert", "export-hf", "sample", "eval", "train"}  # these use JAX's persistent compilation cache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in COMPILING:
+        from o1jax import compilation_cache
+        compilation_cache.enable()
     try:
         rc = args.func(args)
     except UserError as e:
