@@ -62,9 +62,9 @@ def dense(x, w):
     """x [..., Din] @ w [Din, Dout] -> [..., Dout].
 
     On CPU, autodiff's weight gradient x^T dy made XLA transpose dy (the larger operand; for the MLP it is
-    [B*T, 1536] against x's [B*T, 576]) inside the elementwise fusion that produces it, at a few ns per element: 
-    about 10% of a SmolLM2 training step. The custom backward transposes x instead, as a plain copy.
-    Elsewhere the plain einsum (XLA's layout assignment does this itself on TPU/GPU)."""
+    [B*T, 1536] against x's [B*T, 576]) inside the elementwise fusion that produces it, at ~8 ns per element. The
+    custom backward transposes x instead, as a plain copy: a SmolLM2 SFT step (B=8, T=512, remat) went from 18.6 to
+    15.4 s. Other backends get the plain einsum (unmeasured there with this backward)."""
     if jax.default_backend() == "cpu":
         return _dense_t(x, w)
     return jnp.einsum("...d,df->...f", x, w)
