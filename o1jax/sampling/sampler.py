@@ -175,7 +175,7 @@ class Sampler:
         """Decode one batch of (prompt, sample) rows; returns their Completions in order."""
         R = len(rows)
         prompts = sorted({p for p, _ in rows})
-        Tp = bucket(max(len(ids[p]) for p in prompts), 16, per_octave=4)  # prefill compute grows with padding
+        Tp = bucket(max(len(ids[p]) for p in prompts), 16, per_octave=8)  # prefill compute grows with padding
         Tn = bucket(max_new, 16)
         B = bucket(R)
         pad = self._pad_id()
