@@ -118,6 +118,29 @@ def test_cache_growing_between_segments_changes_nothing(lm):
             np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
 
 
+def test_a_long_shared_prompt_prefix_is_prefilled_once_and_changes_nothing(lm, monkeypatch):
+    """Prompts that share a long prefix (an instruction prompt) prefill it once, in a memo kept across requests;
+    greedy tokens still equal full forward passes, and samples equal those of prefilling every prompt whole."""
+    import o1jax.sampling.sampler as sampler_mod
+    rng = np.random.default_rng(0)
+    common = [int(t) for t in rng.integers(1, 64, 150)]
+    prompts = [common + [int(t) for t in rng.integers(1, 64, k)] for k in (1, 9, 30)]
+    s = Sampler(lm, segment_steps=8)
+    out = s.generate(prompts, max_new_tokens=20)
+    assert ("prefill", (1, 128, 0)) in s._seen  # 150 shared tokens -> two 64-token blocks
+    for prompt, (c,) in zip(prompts, out):
+        assert c.token_ids == full_forward_greedy(lm, prompt, 20, width=208)
+    kw = dict(max_new_tokens=20, temperature=1.0, top_p=0.9, n=3, seed=5)
+    with_prefix = s.generate(prompts, **kw)
+    assert len([k for k in s._seen if k[0] == "prefill" and k[1][0] == 1]) == 1  # the memo served the second call
+    monkeypatch.setattr(sampler_mod, "MIN_PREFIX", 10 ** 9)
+    whole = Sampler(lm, segment_steps=8).generate(prompts, **kw)
+    for pa, pb in zip(with_prefix, whole):
+        for x, y in zip(pa, pb):
+            assert x.token_ids == y.token_ids
+            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-4)
+
+
 def expected_distribution(logits, temperature, top_p, top_k):
     """transformers' warper order: temperature, top-k, top-p (keep while the mass ahead < top_p), in float64."""
     z = np.asarray(logits, np.float64) / temperature

@@ -42,6 +42,10 @@ class Completion:
     finish_reason: str  # "stop" | "eos" | "length"
 
 
+PREFIX_BLOCK = 64  # shared prompt prefixes are reused in whole blocks of this many tokens
+MIN_PREFIX = 128  # shorter shared prefixes are prefilled with each prompt
+
+
 def bucket(n: int, floor: int = 1, per_octave: int = 2) -> int:
     """The smallest of floor * 2^k * {1, 1.5} (per_octave=2) or * {1, 1.25, 1.5, 1.75} (4) that is >= n."""
     b = floor
@@ -69,6 +73,7 @@ class Sampler:
         self._prefill = jax.jit(functools.partial(_prefill, cfg=self.cfg))
         self._split = jax.jit(split_params)
         self._split_cache = None
+        self._prefix_memo = None
         # The cache is donated and returned, so the loop updates it in place: a request never holds two.
         statics = ("top_k", "greedy", "eos", "pad")
         self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S"))
@@ -133,6 +138,17 @@ class Sampler:
             self._split_cache = (key, arrays, self._split(self.lm.params))  # arrays: keeps the ids valid
         return self._split_cache[2]
 
+    def _prefix_kv(self, prefix: list[int]) -> KVCache:
+        """The KV cache [L, 1, P, K, Hd] of a shared prompt prefix, kept for the next request while the prefix and
+        lm.params stay the same (an eval or a search asks with one long instruction prompt again and again)."""
+        key = (tuple(prefix), tuple(id(v) for v in self.lm.params.values()))
+        if self._prefix_memo is None or self._prefix_memo[0] != key:
+            self._note_compile("prefill", (1, len(prefix), 0))
+            tokens = jnp.asarray([prefix], jnp.int32)
+            cache, _ = self._prefill(self.lm.params, tokens, jnp.asarray([len(prefix)], jnp.int32), None)
+            self._prefix_memo = (key, tuple(self.lm.params.values()), cache)  # the arrays keep the ids valid
+        return self._prefix_memo[2]
+
     def _note_compile(self, name: str, key: tuple):
         if (name, key) not in self._seen:
             self._seen.add((name, key))
@@ -175,7 +191,11 @@ class Sampler:
         """Decode one batch of (prompt, sample) rows; returns their Completions in order."""
         R = len(rows)
         prompts = sorted({p for p, _ in rows})
-        Tp = bucket(max(len(ids[p]) for p in prompts), 16, per_octave=8)  # prefill compute grows with padding
+        P = shared_prefix_len([ids[p] for p in prompts])  # prefilled once (and kept for the next request)
+        prefix = self._prefix_kv(ids[prompts[0]][:P]) if P else None
+        ids = {p: ids[p][P:] for p in prompts}  # from here on, the part of each prompt after the shared prefix
+        # the cache holds slots [0, Tp): the shared prefix, then each prompt's own tokens
+        Tp = P + bucket(max(len(ids[p]) for p in prompts), 16, per_octave=8)  # prefill compute grows with padding
         Tn = bucket(max_new, 16)
         B = bucket(R)
         pad = self._pad_id()
@@ -183,15 +203,16 @@ class Sampler:
         rows_sample = np.asarray([j for _, j in rows], np.int32)  # [R] which of that prompt's samples it is
         if share and len(prompts) < R:  # some prompt has several rows: prefill it once, copy its cache
             Pb = bucket(len(prompts))
-            tokens, lengths = _right_pad([ids[p] for p in prompts], Pb, Tp, pad)
+            tokens, lengths = _right_pad([ids[p] for p in prompts], Pb, Tp - P, pad)
             src = np.zeros(B, np.int32)
             src[:R] = np.searchsorted(prompts, rows_prompt)
         else:
             Pb = B
-            tokens, lengths = _right_pad([ids[p] for p in rows_prompt], B, Tp, pad)
+            tokens, lengths = _right_pad([ids[p] for p in rows_prompt], B, Tp - P, pad)
             src = None
-        self._note_compile("prefill", (Pb, Tp))
-        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths))
+        self._note_compile("prefill", (Pb, Tp, P))
+        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths), prefix)
+        lengths = lengths + P  # each row's prompt length, prefix included
         if src is not None:
             self._note_compile("share_prefix", (Pb, B, Tp))
             cache, logits = _gather_rows(cache, logits, jnp.asarray(src))
@@ -290,12 +311,29 @@ def _row_keys(seed, prompt_index, sample_index):
     return jax.random.key_data(k)
 
 
-def _prefill(params, tokens, lengths, *, cfg):
-    """tokens [P, Tp] right-padded, lengths [P] -> (cache [L, P, Tp, K, Hd], logits at each last token [P, V])."""
-    P, Tp = tokens.shape
-    positions = jnp.broadcast_to(jnp.arange(Tp, dtype=jnp.int32), (P, Tp))
-    hidden, cache = forward(params, tokens, positions, cfg, KVCache.zeros(cfg, P, Tp), return_hidden=True)
-    last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)  # [P, 1, D]
+def shared_prefix_len(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt shares, rounded down to PREFIX_BLOCK (one compiled prefill per block
+    count), leaving each prompt at least one token of its own; 0 when that is under MIN_PREFIX or there is one prompt."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = min(n, next((i for i, (a, b) in enumerate(zip(first[:n], p[:n])) if a != b), n))
+    n -= n % PREFIX_BLOCK
+    return n if n >= MIN_PREFIX else 0
+
+
+def _prefill(params, tokens, lengths, prefix, *, cfg):
+    """tokens [Pb, Ts] right-padded, lengths [Pb]; prefix: None, or the KVCache [L, 1, P, K, Hd] of P tokens that
+    come before every row's tokens. -> (cache [L, Pb, P + Ts, K, Hd], logits at each row's last token [Pb, V])."""
+    Pb, Ts = tokens.shape
+    P = 0 if prefix is None else prefix.max_len
+    positions = jnp.broadcast_to(P + jnp.arange(Ts, dtype=jnp.int32), (Pb, Ts))
+    cache = KVCache.zeros(cfg, Pb, P + Ts)
+    if prefix is not None:  # every row starts from the same prefix slots
+        cache = KVCache(cache.k.at[:, :, :P].set(prefix.k), cache.v.at[:, :, :P].set(prefix.v))
+    hidden, cache = forward(params, tokens, positions, cfg, cache, return_hidden=True)
+    last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)  # [Pb, 1, D]
     return cache, lm_head(params, last, cfg)[:, 0]
 
 
