@@ -10,8 +10,9 @@ themselves. So the decode loop works on per-layer buffers instead:
     unrolled, so every matmul reads its weight in place;
   * the cache is one buffer per layer for keys, [B, K, Hd, S], and one for values, [B, K, S, Hd] (`LayerCache`;
     kv-head-major, keys transposed, so that both attention matmuls read their cache operand in its natural
-    layout: with keys as [B, K, S, Hd] the scores matmul ran about 1.3x slower on CPU). Each layer writes its new key/value into its buffer (in place: the while loop
-    carries the buffers, donated) and then attends over the whole buffer, masked to slots <= pos;
+    layout: with keys as [B, K, S, Hd] the scores matmul ran about 1.3x slower on CPU). Each layer writes its new
+    key/value into its buffers (in place: the while loop carries them, donated) and then attends over the whole
+    buffer, masked to slots <= pos;
   * the buffers are only as long as the current segment of the decode loop needs (`grow` lengthens them between
     segments), so attention reads about the filled prefix of the cache, not the request's maximum length.
 """

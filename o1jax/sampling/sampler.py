@@ -1,10 +1,11 @@
 """The sampler: the policy's rollouts for MCTS, test-case generation, evaluation and RL all come through here.
 
 One call = prefill every distinct prompt once (right-padded to a bucketed length, logits only at each prompt's last
-token), copy each prompt's KV cache into its `n` sample rows, then a compiled `lax.while_loop` that samples, checks
-EOS / stop strings / length per row, and feeds the token back, until every row has finished. The loop runs in
-segments of `segment_steps`; between segments the host drops finished rows once the live ones fit a smaller batch
-bucket, so stopped rows cost no further work. Prompt length, batch and new-token count are rounded up to buckets
+token; a long prefix that every prompt shares is prefilled once and its cache kept for the next call), copy each
+prompt's KV cache into its `n` sample rows, then a compiled `lax.while_loop` that samples, checks EOS / stop strings /
+length per row, and feeds the token back, until every row has finished. The loop runs in segments of
+`segment_steps`; between segments the host drops finished rows once the live ones fit half the batch, so stopped rows
+cost little further work. Prompt length, batch and new-token count are rounded up to buckets
 (geometric: a few per octave), so a long run of calls with varying sizes compiles a small, bounded set of programs;
 each new program is logged at debug level.
 """
