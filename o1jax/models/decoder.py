@@ -7,7 +7,6 @@ padded prompt writes past its length sits in slots that its own later tokens ove
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
