@@ -256,7 +256,7 @@ class Sampler:
             done = np.asarray(st.done)
             if done.all() or i >= max_new:
                 break
-            # Rows that have stopped cost no further work: once the live rows fit half the batch, keep only them
+            # Rows that have stopped should cost nothing more: once the live rows fit half the batch, keep only them
             # (their caches gathered into a power-of-two batch) and collect the finished rows' outputs now. Only
             # halving pays: each batch size is another decode program, and a small batch's step costs about as
             # much as a half-size one (reading the weights dominates).
