@@ -104,9 +104,9 @@ def sample_tokens(logits, u, temperature, top_p, top_k: int, greedy: bool):
         # The barrier keeps XLA from folding our slices of `vals` into the top_k: CPU XLA only emits its fast
         # partial top-k for the exact sort+slice pattern, and otherwise sorts the whole vocabulary (100x slower).
         vals, idx = jax.lax.optimization_barrier(jax.lax.top_k(z, c))  # [B, c] descending
+        w = jnp.exp(vals - vals[:, :1])  # [B, c] the candidates' unnormalised probabilities
 
         def among_candidates(total):  # total [B, 1]: the mass top_p is a fraction of, in the units of w
-            w = jnp.exp(vals - vals[:, :1])
             ahead = jnp.cumsum(w, axis=-1) - w
             keep = (ahead < top_p * total) | (top_p >= 1.0)
             keep = keep.at[:, 0].set(True)
@@ -114,11 +114,11 @@ def sample_tokens(logits, u, temperature, top_p, top_k: int, greedy: bool):
 
         if top_k and top_k <= V:
             # top-k: the candidates are the whole support, and top-p applies to their renormalised distribution
-            tok = among_candidates(jnp.sum(jnp.exp(vals - vals[:, :1]), -1, keepdims=True))
+            tok = among_candidates(jnp.sum(w, -1, keepdims=True))
         else:
             e = jnp.exp(z - vals[:, :1])  # [B, V] unnormalised sampling probabilities
             total = jnp.sum(e, -1, keepdims=True)  # [B, 1]
-            covered = (jnp.sum(jnp.exp(vals - vals[:, :1]), -1) >= top_p * total[:, 0]) | (c >= V)  # [B]
+            covered = (jnp.sum(w, -1) >= top_p * total[:, 0]) | (c >= V)  # [B]
 
             def nucleus(_):
                 tok = among_candidates(total)

@@ -129,25 +129,31 @@ class Sampler:
             self._stop_tables[stops] = jnp.asarray(t)
         return self._stop_tables[stops]
 
+    def _params_key(self) -> tuple[tuple, tuple]:
+        """(key, arrays): the identity of lm.params' arrays, for memos of things derived from them. A memo keeps
+        `arrays` beside its value, so that the ids in its key cannot be reused by new arrays."""
+        arrays = tuple(self.lm.params.items())
+        return tuple((k, id(v)) for k, v in arrays), arrays
+
     def _layer_params(self):
         """split_params(lm.params), kept while lm.params holds the same arrays: the decode loop's per-layer weight
         buffers (a second copy of the layer weights, made again when the params change)."""
-        arrays = tuple(self.lm.params.items())
-        key = tuple((k, id(v)) for k, v in arrays)
+        key, arrays = self._params_key()
         if self._split_cache is None or self._split_cache[0] != key:
             self._split_cache = None  # drop the old copy before making the new one
-            self._split_cache = (key, arrays, self._split(self.lm.params))  # arrays: keeps the ids valid
+            self._split_cache = (key, arrays, self._split(self.lm.params))
         return self._split_cache[2]
 
     def _prefix_kv(self, prefix: list[int]) -> KVCache:
         """The KV cache [L, 1, P, K, Hd] of a shared prompt prefix, kept for the next request while the prefix and
         lm.params stay the same (an eval or a search asks with one long instruction prompt again and again)."""
-        key = (tuple(prefix), tuple(id(v) for v in self.lm.params.values()))
+        params_key, arrays = self._params_key()
+        key = (tuple(prefix), params_key)
         if self._prefix_memo is None or self._prefix_memo[0] != key:
             self._note_compile("prefill", (1, len(prefix), 0))
             tokens = jnp.asarray([prefix], jnp.int32)
             cache, _ = self._prefill(self.lm.params, tokens, jnp.asarray([len(prefix)], jnp.int32), None)
-            self._prefix_memo = (key, tuple(self.lm.params.values()), cache)  # the arrays keep the ids valid
+            self._prefix_memo = (key, arrays, cache)
         return self._prefix_memo[2]
 
     def _note_compile(self, name: str, key: tuple):
