@@ -31,7 +31,8 @@ def test_eval_end_to_end_tiny_model(tiny_model_dir, prompting, tmp_path):
     out = tmp_path / "ev"
     res = subprocess.run(
         [sys.executable, "-m", "o1jax", "eval", "--model", tiny_model_dir, "--dataset", "humaneval", "--limit", "3",
-         "--n", "2", "--prompting", prompting, "--out", str(out), "eval.max_new_tokens=24", "eval.max_steps=2"],
+         "--n", "2", "--prompting", prompting, "--out", str(out), "eval.max_new_tokens=24", "eval.max_path_tokens=48",
+         "eval.max_steps=2"],
         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
@@ -79,3 +80,45 @@ def test_eval_scores_correct_code_as_passed(monkeypatch):
     with ExecutionService(workers=2) as svc:
         s = evaluate(CannedLM(), problems, EvalConfig(n=2), svc, progress=False)
     assert s["pass@1"] == 1.0 and s["aspr"] == 1.0
+
+
+def test_pseudocode_eval_reads_steps_from_one_generation_and_scores_the_python_step():
+    """Pseudocode paths come from one generation per sample, stopped at the close of the python block: a canned
+    path with two pseudocode steps and a correct python step passes; the same path with the python step past
+    max_steps has no code; the stop the runner asks for is the python block's close, not <Step_End>."""
+    from o1jax.data import PATH_END
+    from o1jax.data.prepare import load_source
+    from o1jax.evaluation.runner import EvalConfig, evaluate
+    from o1jax.execution import ExecutionService
+
+    problems, _ = load_source("humaneval")
+    problems = problems[:2]
+    asked = []
+
+    class Comp:
+        def __init__(self, text):
+            self.text, self.token_ids, self.finish_reason = text, [1] * 7, "stop"
+
+    class FakeTok:
+        def apply_chat_template(self, messages, **kw):
+            return messages[1]["content"]
+
+    def path(p):
+        return (" Structure (Action 1)\n```pseudo\nsolve\n```\n<Step_End>\n<Step_Begin>\n### Step 2: Refine (Action 2)"
+                "\nloop\n<Step_End>\n\n<Step_Begin>\n### Step 3: Code (Action 3)\n"
+                f"```python\n{p.starter_code}{p.solutions[0].rstrip()}\n```")
+
+    class CannedLM:
+        tokenizer = FakeTok()
+
+        def generate(self, prompts, n=1, **kw):
+            asked.append(kw)
+            by_user = {pr: path(p) for p in problems for pr in prompts if p.starter_code.strip() in pr}
+            return [[Comp(by_user[pr]) for _ in range(n)] for pr in prompts]
+
+    with ExecutionService(workers=2) as svc:
+        s = evaluate(CannedLM(), problems, EvalConfig(prompting="pseudocode", n=2), svc, progress=False)
+        assert s["pass@1"] == 1.0 and s["no_code"] == 0
+        assert set(asked[0]["stop"]) == set(PATH_END) and asked[0]["max_new_tokens"] == 1024
+        s = evaluate(CannedLM(), problems, EvalConfig(prompting="pseudocode", n=2, max_steps=2), svc, progress=False)
+        assert s["pass@1"] == 0.0 and s["no_code"] == 4

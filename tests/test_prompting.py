@@ -56,3 +56,17 @@ def test_call_problem_names_function_and_starter():
 def test_humaneval_vanilla_prompt_is_the_function_prompt():
     assert vanilla_prompt(HE) == HE.starter_code
     assert "```python\nfrom typing import List" in vanilla_messages(HE)[1]["content"]
+
+
+def test_parse_path_reads_a_whole_generated_path_back_into_steps():
+    from o1jax.data import format_path, parse_path
+    steps = [" Define structure (Action 1)\n```pseudo\nF(x)\n```", " Refine (Action 2)\nmore",
+             " Code (Action 3)\n```python\ndef f(x):\n    return x\n```"]
+    generated = format_path(steps)[len(step_prefix(1)):]
+    assert parse_path(generated) == (steps, True)
+    # a python step ends the path: what follows it is not read
+    assert parse_path(generated + "<Step_Begin>\n### Step 4: more") == (steps, True)
+    # a model that skips the delimiters and opens the next step with its header
+    assert parse_path(" a\n### Step 2: b\n```python\nx = 1\n```") == ([" a", " b\n```python\nx = 1\n```"], True)
+    # no python block: every step, and no terminal one
+    assert parse_path(" a\n<Step_End>\n<Step_Begin>\n### Step 2: b<Step_End>\n") == ([" a", " b"], False)

@@ -128,6 +128,7 @@ def test_a_long_shared_prompt_prefix_is_prefilled_once_and_changes_nothing(lm, m
     s = Sampler(lm, segment_steps=8)
     out = s.generate(prompts, max_new_tokens=20)
     assert ("prefill", (1, 128, 0)) in s._seen  # 150 shared tokens -> two 64-token blocks
+    assert any(name == "decode" and key[-1] == 128 for name, key in s._seen)  # decoded against its one copy
     for prompt, (c,) in zip(prompts, out):
         assert c.token_ids == full_forward_greedy(lm, prompt, 20, width=208)
     kw = dict(max_new_tokens=20, temperature=1.0, top_p=0.9, n=3, seed=5)
@@ -268,6 +269,44 @@ def test_stop_automaton_matches_across_token_boundaries():
     assert run([3, 4, 3]) == 2  # "```\n```"
     assert run([5, 6]) is None  # "x```" without the newline
     assert truncate_at_stop("a<Step_End>b<Step_End>", ["<Step_End>"]) == "a<Step_End>"
+
+
+def test_stop_sequences_match_the_earliest_completion_like_a_text_search():
+    """Byte automaton against str.find on random texts: strings and ordered sequences of strings, overlapping
+    alphabets (so failure links and the restart after each string of a sequence matter)."""
+    import random
+
+    from o1jax.sampling.stops import _automaton, _end_of
+    rng = random.Random(0)
+    alpha = "ab`\n"
+    for _ in range(3000):
+        pats = [tuple("".join(rng.choice(alpha) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 3)))
+                for _ in range(rng.randint(1, 3))]
+        text = "".join(rng.choice(alpha) for _ in range(rng.randint(0, 30)))
+        goto, accept = _automaton([tuple(x.encode() for x in p) for p in pats])
+        s, got = 0, None
+        for i, b in enumerate(text.encode()):
+            s = goto[s, b]
+            if accept[s]:
+                got = i + 1
+                break
+        ends = [e for p in pats if (e := _end_of(text, p)) is not None]
+        assert got == (min(ends) if ends else None), (pats, text)
+
+
+def test_stop_sequence_ends_at_the_python_block_not_the_pseudocode_block():
+    toks = [b"```pseudo\nx\n", b"```\n<Step_End>", b"```py", b"thon\nprint(1)\n`", b"``", b"\n"]
+    t = stop_table([("```python", "\n```")], toks)
+    s, hit = 0, None
+    for i, tok in enumerate([0, 1, 2, 3, 4, 5]):
+        s = t[s, tok]
+        if s == MATCHED:
+            hit = i
+            break
+    assert hit == 4  # not at token 1 (a pseudocode fence), at the fence that closes the python block
+    text = "```pseudo\nx\n```\n<Step_End>```python\nprint(1)\n```\n<Step_End>"
+    assert truncate_at_stop(text, [("```python", "\n```")]) == text[:text.index("print(1)\n```") + 12]
+    assert truncate_at_stop("```python\nx", [("```python", "\n```")]) is None
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from o1jax.data.extraction import choose_entry_point, code_blocks, extract_code
 from o1jax.data.jobs import build_program, make_job, reference_job
 from o1jax.data.prepare import SOURCES, Prepared, load_source, prepare, summary, verify_references
 from o1jax.data.problem import Problem, Rejected, assign_split, check_tests, hash_split
-from o1jax.data.prompting import (STEP_BEGIN, STEP_END, clean_step, format_question, is_terminal_step,
-                                  partial_solution, pseudocode_messages, pseudocode_prompt, split_steps, step_prefix,
-                                  vanilla_messages, vanilla_prompt)
+from o1jax.data.prompting import (PATH_END, STEP_BEGIN, STEP_END, clean_step, format_path, format_question,
+                                  is_terminal_step, parse_path, partial_solution, pseudocode_messages,
+                                  pseudocode_prompt, split_steps, step_prefix, vanilla_messages, vanilla_prompt)
 
 
 def data_source(source: str, split: str, data_dir: str | None = None):

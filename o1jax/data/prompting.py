@@ -4,11 +4,15 @@ close with "<Step_End>"; a step holding a python block ends the path. Chat messa
 applies the tokenizer's chat template), plain text for base models."""
 from __future__ import annotations
 
+import re
+
 from o1jax.data.examples import PSEUDOCODE_EXAMPLES
 from o1jax.data.problem import Problem
 
 STEP_BEGIN = "<Step_Begin>"
 STEP_END = "<Step_End>"  # stop string of one reasoning step (one MCTS action)
+# Stops for a whole path generated in one go: the end of its python block (Action 3), whatever came before.
+PATH_END = (("```python", "\n```"), ("```py\n", "\n```"))
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
 VANILLA_SYSTEM = "You are an expert Python programmer. Answer with one complete ```python code block."
@@ -85,10 +89,14 @@ def pseudocode_messages(problem: Problem, steps: list[str] | tuple[str, ...] = (
             {"role": "assistant", "content": partial_solution(steps)}]
 
 
+def format_path(steps: list[str] | tuple[str, ...]) -> str:
+    """Step bodies -> the reasoning path as text, each step opened and closed by its delimiters."""
+    return "".join(f"{step_prefix(j)}{s.rstrip()}\n{STEP_END}\n" for j, s in enumerate(steps, 1))
+
+
 def partial_solution(steps: list[str] | tuple[str, ...] = ()) -> str:
     """The reasoning path so far plus the prefix of the next step."""
-    done = "".join(f"{step_prefix(j)}{s.rstrip()}\n{STEP_END}\n" for j, s in enumerate(steps, 1))
-    return done + step_prefix(len(steps) + 1)
+    return format_path(steps) + step_prefix(len(steps) + 1)
 
 
 def pseudocode_prompt(problem: Problem, steps: list[str] | tuple[str, ...] = ()) -> str:
@@ -109,6 +117,27 @@ def clean_step(generated: str) -> str:
 def is_terminal_step(step: str) -> bool:
     """A step holding a python block ends the path (Action 3)."""
     return "```python" in step or "```py\n" in step
+
+
+_BOUNDARY = re.compile(f"{re.escape(STEP_END)}|{re.escape(STEP_BEGIN)}|\n(?=### Step )")
+_HEAD = re.compile(r"\s*### Step \d*\s*:?")
+
+
+def parse_path(generated: str) -> tuple[list[str], bool]:
+    """A reasoning path generated in one go (the text after the first step's prefix "### Step 1:", stopped at
+    PATH_END) -> (the step bodies up to and including the first step holding a python block, whether there was one).
+    Steps end where `clean_step` ends one: at <Step_End>, <Step_Begin> or a line opening "### Step "; text between
+    steps that opens no new step (blank lines, a stray delimiter) is not a step."""
+    steps = []
+    for i, chunk in enumerate(_BOUNDARY.split(generated)):
+        head = _HEAD.match(chunk)
+        if i and not head and not chunk.strip():
+            continue
+        body = chunk[head.end():] if i and head else chunk
+        steps.append(body.rstrip())
+        if is_terminal_step(body):
+            return steps, True
+    return steps, False
 
 
 def split_steps(text: str) -> list[str]:

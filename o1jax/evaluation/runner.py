@@ -15,9 +15,8 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from o1jax.data import (STEP_END, clean_step, extract_code, is_terminal_step, make_job, pseudocode_messages,
-                        vanilla_messages)
-from o1jax.data.prompting import STEP_BEGIN, partial_solution
+from o1jax.data import (PATH_END, extract_code, format_path, is_terminal_step, make_job, parse_path,
+                        pseudocode_messages, vanilla_messages)
 from o1jax.evaluation.metrics import summarize
 
 
@@ -28,7 +27,8 @@ class EvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 40
-    max_new_tokens: int = 512  # vanilla: whole answer; pseudocode: per step
+    max_new_tokens: int = 512  # vanilla: the whole answer
+    max_path_tokens: int = 1024  # pseudocode: the whole reasoning path, code included
     max_steps: int = 6  # pseudocode: the paper's MCTS depth 5 to 10; a path without code by then gets R = 0
     batch_problems: int = 4  # problems per generation batch (x n samples)
     seed: int = 0
@@ -68,41 +68,23 @@ def _vanilla(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
 
 
 def _pseudocode(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
-    """Step-by-step: every live path generates its next step (stop at <Step_End>) in one batch per round; a step
-    holding a python block ends the path; the first step draws the n samples of each problem (shared prefix)."""
-    paths = {(pi, i): [] for pi in range(len(problems)) for i in range(cfg.n)}
-    tokens = {k: 0 for k in paths}
-    live = set(paths)
-    for step in range(cfg.max_steps):
-        if not live:
-            break
-        stop = [STEP_END, STEP_BEGIN]
-        kw = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                  stop=stop)
-        if step == 0:
-            prompts = [_chat_prompt(lm.tokenizer, pseudocode_messages(p)) for p in problems]
-            outs = lm.generate(prompts, n=cfg.n, seed=seed, **kw)
-            gen = {(pi, i): c for pi, comps in enumerate(outs) for i, c in enumerate(comps)}
-        else:
-            keys = sorted(live)
-            prompts = [_chat_prompt(lm.tokenizer, pseudocode_messages(problems[pi], paths[(pi, i)]))
-                       for pi, i in keys]
-            outs = lm.generate(prompts, n=1, seed=seed + 7919 * step, **kw)
-            gen = {k: comps[0] for k, comps in zip(keys, outs)}
-        for k, c in gen.items():
-            body = clean_step(c.text)
-            paths[k].append(body)
-            tokens[k] += len(c.token_ids)
-            if is_terminal_step(body) or c.finish_reason == "eos" and not body.strip():
-                live.discard(k)
+    """Each path is generated in one go from the Fig. 4 prompt (the prefix of step 1 prefilled), stopped once its
+    python block closes (PATH_END); its steps are then read back. A path whose python block comes after step
+    `max_steps`, or never comes, has no code (R = 0). One prefill per prompt, shared by its n samples, and the long
+    shared instruction prefix prefilled once for the whole eval."""
+    prompts = [_chat_prompt(lm.tokenizer, pseudocode_messages(p)) for p in problems]
+    outs = lm.generate(prompts, max_new_tokens=cfg.max_path_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                       top_k=cfg.top_k, n=cfg.n, stop=list(PATH_END), seed=seed)
     res = []
-    for pi, p in enumerate(problems):
+    for p, comps in zip(problems, outs):
         row = []
-        for i in range(cfg.n):
-            steps = paths[(pi, i)]
-            last = steps[-1] if steps and is_terminal_step(steps[-1]) else ""
-            code = extract_code(last, p.entry_point, p.starter_code) if last else None
-            row.append(Sample(p.id, i, partial_solution(steps) + STEP_END, steps, code, tokens[(pi, i)]))
+        for i, c in enumerate(comps):
+            steps, ended = parse_path(c.text)
+            steps = steps[:cfg.max_steps]
+            code = extract_code(steps[-1], p.entry_point, p.starter_code) if ended and is_terminal_step(
+                steps[-1]) else None
+            row.append(Sample(p.id, i, format_path(steps), steps, code,
+                              len(c.token_ids)))
         res.append(row)
     return res
 

@@ -1,10 +1,10 @@
 """The sampler: the policy's rollouts for MCTS, test-case generation, evaluation and RL all come through here.
 
 One call = prefill every distinct prompt once (right-padded to a bucketed length, logits only at each prompt's last
-token; a long prefix that every prompt shares is prefilled once and its cache kept for the next call), copy each
-prompt's KV cache into its `n` sample rows, then a compiled `lax.while_loop` that samples, checks EOS / stop strings /
+token; a long prefix that every prompt shares is prefilled once, its cache kept for the next call, and decoded
+against as one batch-shared copy), copy each prompt's KV cache into its `n` sample rows, then a compiled `lax.while_loop` that samples, checks EOS / stop strings /
 length per row, and feeds the token back, until every row has finished. The loop runs in segments of
-`segment_steps`; between segments the host drops finished rows once the live ones fit half the batch, so stopped rows
+`segment_steps`; between segments the host drops finished rows once the live ones fit a smaller batch bucket, so stopped rows
 cost little further work. Prompt length, batch and new-token count are rounded up to buckets
 (geometric: a few per octave), so a long run of calls with varying sizes compiles a small, bounded set of programs;
 each new program is logged at debug level.
@@ -24,7 +24,7 @@ from o1jax.errors import UserError
 from o1jax.models.decoder import KVCache, forward, lm_head
 from o1jax.sampling.decode import LayerCache, decode_step, from_stacked, grow, split_params, to_stacked
 from o1jax.sampling.filters import sample_tokens
-from o1jax.sampling.stops import stop_table, token_bytes, truncate_at_stop
+from o1jax.sampling.stops import normalize_stops, stop_table, token_bytes, truncate_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Completion:
 
 PREFIX_BLOCK = 64  # shared prompt prefixes are reused in whole blocks of this many tokens
 MIN_PREFIX = 128  # shorter shared prefixes are prefilled with each prompt
+COMPACT_PER_OCTAVE = 2  # batch sizes after dropping finished rows: 2^k * {1, 1.5}
 
 
 def bucket(n: int, floor: int = 1, per_octave: int = 2) -> int:
@@ -77,7 +78,8 @@ class Sampler:
         self._prefix_memo = None
         # The cache is donated and returned, so the loop updates it in place: a request never holds two.
         statics = ("top_k", "greedy", "eos", "pad")
-        self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S"))
+        self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S", "skip"))
+        self._to_layers = jax.jit(from_stacked, static_argnums=(1,))
         self._segment = jax.jit(functools.partial(_segment, cfg=self.cfg), donate_argnums=(2,),
                                 static_argnames=statics + ("step_fn",))
 
@@ -120,7 +122,7 @@ class Sampler:
             return self.lm.tokenizer.pad_token_id
         return int(self.cfg.pad_token_id if self.cfg.pad_token_id is not None else 0)
 
-    def _stop_table(self, stops: tuple[str, ...]) -> jax.Array:
+    def _stop_table(self, stops: tuple[tuple[str, ...], ...]) -> jax.Array:
         if stops not in self._stop_tables:
             if self._tok_bytes is None:
                 self._tok_bytes = token_bytes(self.lm.tokenizer, self.cfg.vocab_size)
@@ -144,17 +146,19 @@ class Sampler:
             self._split_cache = (key, arrays, self._split(self.lm.params))
         return self._split_cache[2]
 
-    def _prefix_kv(self, prefix: list[int]) -> KVCache:
-        """The KV cache [L, 1, P, K, Hd] of a shared prompt prefix, kept for the next request while the prefix and
-        lm.params stay the same (an eval or a search asks with one long instruction prompt again and again)."""
+    def _prefix_kv(self, prefix: list[int]) -> tuple[KVCache, LayerCache]:
+        """The KV cache of a shared prompt prefix, as KVCache [L, 1, P, K, Hd] (for prefill) and LayerCache (for
+        decode), kept for the next request while the prefix and lm.params stay the same (an eval or a search asks
+        with one long instruction prompt again and again)."""
         params_key, arrays = self._params_key()
         key = (tuple(prefix), params_key)
         if self._prefix_memo is None or self._prefix_memo[0] != key:
+            self._prefix_memo = None
             self._note_compile("prefill", (1, len(prefix), 0))
             tokens = jnp.asarray([prefix], jnp.int32)
             cache, _ = self._prefill(self.lm.params, tokens, jnp.asarray([len(prefix)], jnp.int32), None)
-            self._prefix_memo = (key, arrays, cache)
-        return self._prefix_memo[2]
+            self._prefix_memo = (key, arrays, cache, self._to_layers(cache, len(prefix)))
+        return self._prefix_memo[2:]
 
     def _note_compile(self, name: str, key: tuple):
         if (name, key) not in self._seen:
@@ -163,12 +167,13 @@ class Sampler:
 
     # ------------------------------------------------------------------------------------------------- generate
     def generate(self, prompts, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int = 0, n: int = 1, stop: str | Sequence[str] | None = None, seed: int = 0,
+                 top_k: int = 0, n: int = 1, stop: str | Sequence[str | tuple[str, ...]] | None = None, seed: int = 0,
                  chat: bool = False, share_prefix: bool = True, ignore_eos: bool = False) -> list[list[Completion]]:
         """For each prompt, n completions. temperature 0 is greedy. Sample j of prompt i is drawn from the key
         fold_in(fold_in(key(seed), i), j) (one per step), so it does not depend on batching, bucketing or the other
-        prompts in the call. share_prefix=False prefills each sample's prompt separately (same results; for tests);
-        ignore_eos=True samples past EOS (benchmarks)."""
+        prompts in the call. stop: strings, or tuples of strings that must occur in that order (see sampling.stops);
+        a completion that stops ends with the stop. share_prefix=False prefills each sample's prompt separately
+        (same results; for tests); ignore_eos=True samples past EOS (benchmarks)."""
         if max_new_tokens < 1:
             raise UserError(f"max_new_tokens={max_new_tokens}: must be at least 1")
         if n < 1:
@@ -176,7 +181,10 @@ class Sampler:
         if temperature < 0 or not 0.0 < top_p <= 1.0 or top_k < 0:
             raise UserError(f"temperature={temperature}, top_p={top_p}, top_k={top_k}: need temperature >= 0, "
                             "0 < top_p <= 1, top_k >= 0")
-        stops = tuple(s for s in sorted({stop} if isinstance(stop, str) else set(stop or ())) if s)
+        try:
+            stops = normalize_stops(stop)
+        except TypeError as e:
+            raise UserError(str(e)) from None
         if stops and self.lm.tokenizer is None:
             raise UserError("stop strings need a tokenizer; this model has none")
         ids = self.encode(prompts, chat)
@@ -199,7 +207,11 @@ class Sampler:
         R = len(rows)
         prompts = sorted({p for p, _ in rows})
         P = shared_prefix_len([ids[p] for p in prompts])  # prefilled once (and kept for the next request)
-        prefix = self._prefix_kv(ids[prompts[0]][:P]) if P else None
+        prefix, prefix_layers = self._prefix_kv(ids[prompts[0]][:P]) if P else (None, None)
+        # The fast decode step attends to the shared prefix's one copy; each row's cache then holds only the slots
+        # after it (slot s = position P + s). The reference step (tests) keeps the prefix in every row's cache.
+        skip = P if P and self.step_fn == "fast" else 0
+        shared = prefix_layers if skip else None
         ids = {p: ids[p][P:] for p in prompts}  # from here on, the part of each prompt after the shared prefix
         # the cache holds slots [0, Tp): the shared prefix, then each prompt's own tokens
         Tp = P + bucket(max(len(ids[p]) for p in prompts), 16, per_octave=8)  # prefill compute grows with padding
@@ -243,11 +255,11 @@ class Sampler:
         # `until` needs slots < Tp + until - 1. Lengths come from one coarse grid (32 * 2^k * {1, 1.5}), not from
         # Tp, so that requests with different prompt lengths share their decode programs (on CPU a decode program
         # takes seconds to compile: in an eval, compiling had cost more than decoding).
-        seg_len = lambda until: bucket(Tp + until, 32)  # noqa: E731
+        seg_len = lambda until: bucket(Tp - skip + until, 32)  # noqa: E731
         i = 1
         until = min(i + self.segment_steps, max_new)
         st = self._start(cache, logits, jnp.asarray(row_len), jnp.asarray(live), jnp.asarray(keys), *scalars,
-                         Tn=Tn, S=seg_len(until), **statics)
+                         Tn=Tn, S=seg_len(until), skip=skip, **statics)
         del cache, logits
         rows = np.arange(B)  # rows[b] = the request row that batch row b decodes (compaction reorders them)
         results: dict[int, tuple] = {}
@@ -257,18 +269,19 @@ class Sampler:
                 self._note_compile("grow", (len(rows), st.cache.max_len, seg_len(i)))
                 st = _grow(st, seg_len(i))
             self._note_compile("decode", (len(rows), st.cache.max_len, Tn, tuple(statics.items()),
-                                          None if table is None else table.shape, self.step_fn))
-            st = self._segment(top, layers, st, jnp.int32(i), *scalars, step_fn=self.step_fn, **statics)
+                                          None if table is None else table.shape, self.step_fn, skip))
+            st = self._segment(top, layers, st, jnp.int32(i), *scalars, shared, step_fn=self.step_fn, **statics)
             done = np.asarray(st.done)
             if done.all() or i >= max_new:
                 break
-            # Rows that have stopped should cost nothing more: once the live rows fit half the batch, keep only them
-            # (their caches gathered into a power-of-two batch) and collect the finished rows' outputs now. Only
-            # halving pays: each batch size is another decode program, and a small batch's step costs about as
-            # much as a half-size one (reading the weights dominates).
+            # Rows that have stopped should cost nothing more: once the live rows fit a smaller batch bucket
+            # (2^k * {1, 1.5}), keep only them (their caches gathered) and collect the finished rows' outputs now.
+            # Each batch size is another decode program (seconds to compile on CPU, once: the persistent cache keeps
+            # it), but on CPU a row costs ~1 ms of matmuls per step: at 40 rows of pseudocode paths, halving-only
+            # compaction left a third of the rows dead (171 -> 227 tokens/s with the finer grid).
             alive = np.nonzero(~done)[0]
-            nb = bucket(len(alive), per_octave=1)
-            if nb <= len(rows) // 2:
+            nb = bucket(len(alive), per_octave=COMPACT_PER_OCTAVE)
+            if nb < len(rows):
                 self._collect(st, rows, np.nonzero(done)[0], results)
                 idx = np.concatenate([alive, np.full(nb - len(alive), alive[0])])
                 self._note_compile("compact", (len(rows), nb, st.cache.max_len, Tn))
@@ -388,26 +401,28 @@ def _record(st: DecodeState, logits, max_new, temperature, top_p, table, *, top_
                        sstate=sstate)
 
 
-def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, S, **statics):
+def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, S, skip, **statics):
     """cache [L, B, Tp, K, Hd] holding each row's prompt, logits [B, V] for its first new token, start [B] prompt
     lengths, live [B] (false = batch padding), keys [B, 2] -> the state after sampling the first token, its cache
-    a LayerCache of S slots."""
+    a LayerCache of S slots holding the prompt's slots from `skip` on (a shared prefix before them is kept apart)."""
     B = logits.shape[0]
     pad = statics["pad"]
-    st = DecodeState(jnp.int32(0), from_stacked(cache, S), jnp.zeros(B, jnp.int32), jnp.full((B, Tn), pad, jnp.int32),
+    st = DecodeState(jnp.int32(0), from_stacked(cache, S, skip), jnp.zeros(B, jnp.int32), jnp.full((B, Tn), pad, jnp.int32),
                      jnp.zeros((B, Tn), jnp.float32), jnp.zeros(B, jnp.int32), jnp.full(B, LENGTH, jnp.int32),
                      ~live, jnp.zeros(B, jnp.int32), start, keys)
     return _record(st, logits, max_new, temperature, top_p, table, **statics)
 
 
-def _segment(params, layers, st, until, max_new, temperature, top_p, table, *, cfg, step_fn, **statics):
+def _segment(params, layers, st, until, max_new, temperature, top_p, table, shared, *, cfg, step_fn, **statics):
     """Decode until step `until` or until every row has finished. The state (cache included) is donated and
     returned, so the cache is updated in place: a request never holds two. step_fn "fast": (params, layers) are
-    split_params' output; "reference": params are the stacked params (forward, on a stacked copy of the cache)."""
+    split_params' output, and shared is None or the LayerCache of a prefix every row attends to (its positions come
+    before the rows' cache slots); "reference": params are the stacked params (forward, on a stacked copy of the
+    cache)."""
     def body(st):
         pos = st.start + st.i - 1  # the fed token (sampled at step i - 1) sits at its row's position
         if step_fn == "fast":
-            logits, cache = decode_step(params, layers, st.tok, pos, cfg, st.cache)
+            logits, cache = decode_step(params, layers, st.tok, pos, cfg, st.cache, shared)
         else:
             logits, cache = forward(params, st.tok[:, None], pos[:, None], cfg, to_stacked(st.cache))
             cache = from_stacked(cache, cache.max_len)

@@ -1,10 +1,11 @@
 """Stop strings, detected exactly inside the compiled decode loop.
 
 MCTS steps end at `<Step_End>` and code blocks at a closing fence, but a stop string rarely arrives as one token: the
-model may write `<Step` + `_End>` or `>\n` + "```". So we match on bytes, not token ids. An Aho-Corasick automaton over
-the stop strings' UTF-8 bytes is folded, on the host and once per set of stop strings, into a token-level transition
-table `next[state, token]`: the automaton state after reading that token's bytes, or -1 if a stop string ended
-anywhere inside them. The decode loop then advances each row with one gather per token, whatever the tokenization.
+model may write `<Step` + `_End>` or `>\n` + "```". So we match on bytes, not token ids. A byte automaton for the
+stops (strings, or sequences of strings that must occur in order: ("```python", "\n```") ends a path once its python
+block is closed) is folded, on the host and once per set of stops, into a token-level transition table
+`next[state, token]`: the automaton state after reading that token's bytes, or -1 if a stop completed anywhere inside
+them. The decode loop then advances each row with one gather per token, whatever the tokenization.
 """
 from __future__ import annotations
 
@@ -52,42 +53,77 @@ def token_bytes(tokenizer, vocab_size: int) -> list[bytes]:
     return out
 
 
-def _automaton(stops: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Aho-Corasick DFA: goto [N, 256] int32 and accepting [N] bool (some stop string ends at this state)."""
-    children: list[dict[int, int]] = [{}]
-    accept = [False]
-    for s in stops:
-        node = 0
-        for b in s:
-            if b not in children[node]:
-                children.append({})
-                accept.append(False)
-                children[node][b] = len(children) - 1
-            node = children[node][b]
-        accept[node] = True
-    n = len(children)
-    goto = np.zeros((n, 256), np.int32)
-    fail = [0] * n
-    order = [0]
-    for b, c in children[0].items():
-        goto[0, b] = c
-        order.append(c)
-    head = 1
-    while head < len(order):  # BFS: a node's failure link is final before its children are visited
-        node = order[head]
-        head += 1
-        accept[node] = accept[node] or accept[fail[node]]
-        goto[node] = goto[fail[node]]
-        for b, c in children[node].items():
-            fail[c] = goto[fail[node], b]
-            goto[node, b] = c
-            order.append(c)
-    return goto, np.asarray(accept)
+def _kmp(s: bytes) -> np.ndarray:
+    """[len(s) + 1, 256] int32: how much of s has been matched after one more byte (state len(s) = all of it)."""
+    t = np.zeros((len(s) + 1, 256), np.int32)
+    t[0, s[0]] = 1
+    back = 0  # the state the automaton would be in had the first byte of the match not been read
+    for j in range(1, len(s) + 1):
+        t[j] = t[back]
+        if j < len(s):
+            t[j, s[j]] = j + 1
+            back = t[back, s[j]]
+    return t
 
 
-def stop_table(stops: Sequence[str], tok_bytes: Sequence[bytes]) -> np.ndarray:
-    """[N, V] int32: the automaton state after reading a token from each state, or MATCHED. State 0 is the start."""
-    goto, accept = _automaton(sorted({s.encode("utf-8") for s in stops if s}))
+def _automaton(patterns: Sequence[tuple[bytes, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """DFA over bytes that accepts as soon as any pattern is complete. A pattern is a sequence of strings that must
+    occur in order, each after the end of the previous one (a plain stop string is a sequence of one). States are
+    built by breadth-first search over (which string, how much of it) per pattern, with every accepting state merged
+    into one sink. -> goto [N, 256] int32, accepting [N] bool."""
+    kmps = [[_kmp(s) for s in p] for p in patterns]
+    start = tuple((0, 0) for _ in patterns)
+    index, order, rows, sink = {start: 0}, [start], [], None
+    for state in order:  # `order` grows while we walk it
+        row = np.zeros(256, np.int32)
+        if state is not None:
+            for b in range(256):
+                nxt = []
+                for (i, j), p, km in zip(state, patterns, kmps):
+                    j = int(km[i][j, b])
+                    if j == len(p[i]):
+                        i, j = i + 1, 0
+                        if i == len(p):
+                            nxt = None
+                            break
+                    nxt.append((i, j))
+                key = None if nxt is None else tuple(nxt)
+                if key not in index:
+                    index[key] = len(order)
+                    order.append(key)
+                row[b] = index[key]
+        else:
+            sink = index[None]
+            row[:] = sink
+        rows.append(row)
+    accept = np.zeros(len(order), bool)
+    if sink is not None:
+        accept[sink] = True
+    return np.stack(rows), accept
+
+
+def normalize_stops(stop) -> tuple[tuple[str, ...], ...]:
+    """A stop argument -> a canonical, hashable tuple of patterns. Each entry is a string (stop there) or a tuple of
+    strings that must occur in that order (stop at the end of the last one: ("```python", "\n```") stops when a
+    python block is closed, not at the end of an earlier pseudocode block)."""
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else list(stop)
+    out = set()
+    for s in items:
+        seq = (s,) if isinstance(s, str) else tuple(s)
+        if not all(isinstance(x, str) for x in seq):
+            raise TypeError(f"stop {s!r}: a stop is a string or a tuple of strings")
+        seq = tuple(x for x in seq if x)
+        if seq:
+            out.add(seq)
+    return tuple(sorted(out))
+
+
+def stop_table(stops, tok_bytes: Sequence[bytes]) -> np.ndarray:
+    """[N, V] int32: the automaton state after reading a token from each state, or MATCHED. State 0 is the start.
+    stops: as `normalize_stops` takes them."""
+    goto, accept = _automaton([tuple(x.encode("utf-8") for x in p) for p in normalize_stops(stops)])
     n_states, vocab = goto.shape[0], len(tok_bytes)
     lengths = np.fromiter((len(b) for b in tok_bytes), np.int64, vocab)
     width = int(lengths.max(initial=0))
@@ -106,7 +142,18 @@ def stop_table(stops: Sequence[str], tok_bytes: Sequence[bytes]) -> np.ndarray:
     return np.where(matched, MATCHED, state).astype(np.int32)
 
 
-def truncate_at_stop(text: str, stops: Sequence[str]) -> str | None:
-    """`text` cut right after the earliest-ending stop string (the stop string is kept), or None if none occurs."""
-    ends = [i + len(s) for s in stops if s and (i := text.find(s)) >= 0]
+def _end_of(text: str, pattern: tuple[str, ...]) -> int | None:
+    """Where the earliest completion of a pattern ends in text (each string found leftmost after the previous)."""
+    at = 0
+    for x in pattern:
+        i = text.find(x, at)
+        if i < 0:
+            return None
+        at = i + len(x)
+    return at
+
+
+def truncate_at_stop(text: str, stops) -> str | None:
+    """`text` cut right after the earliest-ending stop (the stop string is kept), or None if none occurs."""
+    ends = [e for p in normalize_stops(stops) if (e := _end_of(text, p)) is not None]
     return text[:min(ends)] if ends else None
