@@ -42,6 +42,7 @@ def test_eval_end_to_end_tiny_model(tiny_model_dir, prompting, tmp_path):
         assert {"problem_id", "completion", "code", "passed"} <= set(x)
         assert isinstance(x["passed"], bool)
         assert x["tokens"] > 0  # really generated
+        assert x["passed"] or isinstance(x["error"], str) and x["error"]  # why it failed, from the service
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 2 and summary["problems"] == 3 and 0.0 <= summary["pass@1"] <= 1.0
     assert summary["pass@1"] == sum(x["passed"] for x in lines) / 6

@@ -141,10 +141,20 @@ def write_outputs(out_dir: str, samples: list[list[Sample]], summary: dict, ks):
                     "code": s.job["program"] if s.job and s.code else (s.code or ""),
                     "passed": r.get("status") == "passed", "status": r.get("status"),
                     "tests_passed": r.get("passed", 0), "tests_total": r.get("total", 0),
-                    "steps": s.steps, "tokens": s.tokens}) + "\n")
+                    "error": _first_error(r), "steps": s.steps, "tokens": s.tokens}) + "\n")
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     plot_pass_at_k(os.path.join(out_dir, "pass_at_k.png"), summary, ks)
+
+
+def _first_error(result: dict) -> str | None:
+    """What the execution service said about the first case that did not pass (None when all passed)."""
+    if result.get("status") == "passed":
+        return None
+    if result.get("status") == "no_code":
+        return "no python code block to extract"
+    case = next((c for c in result.get("cases", ()) if not c.get("passed")), None)
+    return (case or {}).get("error") or result.get("error") or result.get("status")
 
 
 def plot_pass_at_k(path: str, summary: dict, ks):
