@@ -2,12 +2,12 @@
 
 One call = prefill every distinct prompt once (right-padded to a bucketed length, logits only at each prompt's last
 token; a long prefix that every prompt shares is prefilled once, its cache kept for the next call, and decoded
-against as one batch-shared copy), copy each prompt's KV cache into its `n` sample rows, then a compiled `lax.while_loop` that samples, checks EOS / stop strings /
-length per row, and feeds the token back, until every row has finished. The loop runs in segments of
-`segment_steps`; between segments the host drops finished rows once the live ones fit a smaller batch bucket, so stopped rows
-cost little further work. Prompt length, batch and new-token count are rounded up to buckets
-(geometric: a few per octave), so a long run of calls with varying sizes compiles a small, bounded set of programs;
-each new program is logged at debug level.
+against as one batch-shared copy), copy each prompt's KV cache into its `n` sample rows, then a compiled
+`lax.while_loop` that samples, checks EOS / stop strings / length per row, and feeds the token back, until every row
+has finished. The loop runs in segments of `segment_steps`; between segments the host drops finished rows once the
+live ones fit a smaller batch bucket, so stopped rows cost little further work. Prompt length, batch and new-token
+count are rounded up to buckets (geometric: a few per octave), so a long run of calls with varying sizes compiles a
+small, bounded set of programs; each new program is logged at debug level.
 """
 from __future__ import annotations
 
@@ -167,8 +167,9 @@ class Sampler:
 
     # ------------------------------------------------------------------------------------------------- generate
     def generate(self, prompts, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int = 0, n: int = 1, stop: str | Sequence[str | tuple[str, ...]] | None = None, seed: int = 0,
-                 chat: bool = False, share_prefix: bool = True, ignore_eos: bool = False) -> list[list[Completion]]:
+                 top_k: int = 0, n: int = 1, stop: str | Sequence[str | tuple[str, ...]] | None = None,
+                 seed: int = 0, chat: bool = False, share_prefix: bool = True,
+                 ignore_eos: bool = False) -> list[list[Completion]]:
         """For each prompt, n completions. temperature 0 is greedy. Sample j of prompt i is drawn from the key
         fold_in(fold_in(key(seed), i), j) (one per step), so it does not depend on batching, bucketing or the other
         prompts in the call. stop: strings, or tuples of strings that must occur in that order (see sampling.stops);
@@ -252,9 +253,9 @@ class Sampler:
         else:
             top, layers = self.lm.params, None
         # Attention reads the whole cache buffer, so the buffer grows with the decode: a segment ending at step
-        # `until` needs slots < Tp + until - 1. Lengths come from one coarse grid (32 * 2^k * {1, 1.5}), not from
-        # Tp, so that requests with different prompt lengths share their decode programs (on CPU a decode program
-        # takes seconds to compile: in an eval, compiling had cost more than decoding).
+        # `until` needs slots < Tp - skip + until - 1. Lengths come from one coarse grid (32 * 2^k * {1, 1.5}), not
+        # from Tp, so that requests with different prompt lengths share their decode programs (on CPU a decode
+        # program takes seconds to compile: in an eval, compiling had cost more than decoding).
         seg_len = lambda until: bucket(Tp - skip + until, 32)  # noqa: E731
         i = 1
         until = min(i + self.segment_steps, max_new)
@@ -333,7 +334,8 @@ def _row_keys(seed, prompt_index, sample_index):
 
 def shared_prefix_len(prompts: list[list[int]]) -> int:
     """How many leading tokens every prompt shares, rounded down to PREFIX_BLOCK (one compiled prefill per block
-    count), leaving each prompt at least one token of its own; 0 when that is under MIN_PREFIX or there is one prompt."""
+    count), leaving each prompt at least one token of its own; 0 when that is under MIN_PREFIX or there is one
+    prompt."""
     if len(prompts) < 2:
         return 0
     first, n = prompts[0], min(len(p) for p in prompts) - 1
@@ -407,9 +409,9 @@ def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table,
     a LayerCache of S slots holding the prompt's slots from `skip` on (a shared prefix before them is kept apart)."""
     B = logits.shape[0]
     pad = statics["pad"]
-    st = DecodeState(jnp.int32(0), from_stacked(cache, S, skip), jnp.zeros(B, jnp.int32), jnp.full((B, Tn), pad, jnp.int32),
-                     jnp.zeros((B, Tn), jnp.float32), jnp.zeros(B, jnp.int32), jnp.full(B, LENGTH, jnp.int32),
-                     ~live, jnp.zeros(B, jnp.int32), start, keys)
+    st = DecodeState(jnp.int32(0), from_stacked(cache, S, skip), jnp.zeros(B, jnp.int32),
+                     jnp.full((B, Tn), pad, jnp.int32), jnp.zeros((B, Tn), jnp.float32), jnp.zeros(B, jnp.int32),
+                     jnp.full(B, LENGTH, jnp.int32), ~live, jnp.zeros(B, jnp.int32), start, keys)
     return _record(st, logits, max_new, temperature, top_p, table, **statics)
 
 
