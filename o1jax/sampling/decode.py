@@ -53,11 +53,10 @@ def split_params(params: dict) -> tuple[dict, tuple]:
     return top, tuple({k: v[i] for k, v in stacked.items()} for i in range(L))
 
 
-def from_stacked(cache: KVCache, length: int, skip: int = 0) -> LayerCache:
-    """KVCache [L, B, S, K, Hd] -> LayerCache of `length` slots: slots skip, skip + 1, ... of the KVCache (as many as
-    fit), the rest zero."""
+def from_stacked(cache: KVCache, length: int) -> LayerCache:
+    """KVCache [L, B, S, K, Hd] -> LayerCache of `length` slots (the first min(S, length) copied, the rest zero)."""
     def one(x):  # [B, S, K, Hd] -> [B, K, length, Hd]
-        x = jnp.swapaxes(x, 1, 2)[:, :, skip:skip + length]
+        x = jnp.swapaxes(x, 1, 2)[:, :, :length]
         return jnp.pad(x, ((0, 0), (0, 0), (0, length - x.shape[2]), (0, 0)))
     return LayerCache(tuple(jnp.swapaxes(one(x), 2, 3) for x in cache.k), tuple(one(x) for x in cache.v))
 

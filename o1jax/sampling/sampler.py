@@ -72,13 +72,13 @@ class Sampler:
         self._stop_tables: dict[tuple, jax.Array] = {}
         self._tok_bytes: list[bytes] | None = None
         # The config is bound here, not passed as a static argument (it is not hashable, and is fixed per model).
-        self._prefill = jax.jit(functools.partial(_prefill, cfg=self.cfg))
+        self._prefill = jax.jit(functools.partial(_prefill, cfg=self.cfg), static_argnames=("drop_prefix",))
         self._split = jax.jit(split_params)
         self._split_cache = None
         self._prefix_memo = None
         # The cache is donated and returned, so the loop updates it in place: a request never holds two.
         statics = ("top_k", "greedy", "eos", "pad")
-        self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S", "skip"))
+        self._start = jax.jit(_start, static_argnames=statics + ("Tn", "S"))
         self._to_layers = jax.jit(from_stacked, static_argnums=(1,))
         self._segment = jax.jit(functools.partial(_segment, cfg=self.cfg), donate_argnums=(2,),
                                 static_argnames=statics + ("step_fn",))
@@ -231,7 +231,8 @@ class Sampler:
             tokens, lengths = _right_pad([ids[p] for p in rows_prompt], B, Tp - P, pad)
             src = None
         self._note_compile("prefill", (Pb, Tp, P))
-        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths), prefix)
+        cache, logits = self._prefill(self.lm.params, jnp.asarray(tokens), jnp.asarray(lengths), prefix,
+                                      drop_prefix=bool(skip))
         lengths = lengths + P  # each row's prompt length, prefix included
         if src is not None:
             self._note_compile("share_prefix", (Pb, B, Tp))
@@ -260,7 +261,7 @@ class Sampler:
         i = 1
         until = min(i + self.segment_steps, max_new)
         st = self._start(cache, logits, jnp.asarray(row_len), jnp.asarray(live), jnp.asarray(keys), *scalars,
-                         Tn=Tn, S=seg_len(until), skip=skip, **statics)
+                         Tn=Tn, S=seg_len(until), **statics)
         del cache, logits
         rows = np.arange(B)  # rows[b] = the request row that batch row b decodes (compaction reorders them)
         results: dict[int, tuple] = {}
@@ -345,9 +346,10 @@ def shared_prefix_len(prompts: list[list[int]]) -> int:
     return n if n >= MIN_PREFIX else 0
 
 
-def _prefill(params, tokens, lengths, prefix, *, cfg):
+def _prefill(params, tokens, lengths, prefix, *, cfg, drop_prefix=False):
     """tokens [Pb, Ts] right-padded, lengths [Pb]; prefix: None, or the KVCache [L, 1, P, K, Hd] of P tokens that
-    come before every row's tokens. -> (cache [L, Pb, P + Ts, K, Hd], logits at each row's last token [Pb, V])."""
+    come before every row's tokens. -> (cache [L, Pb, P + Ts, K, Hd], or [L, Pb, Ts, K, Hd] without the prefix's
+    slots when drop_prefix; logits at each row's last token [Pb, V])."""
     Pb, Ts = tokens.shape
     P = 0 if prefix is None else prefix.max_len
     positions = jnp.broadcast_to(P + jnp.arange(Ts, dtype=jnp.int32), (Pb, Ts))
@@ -356,6 +358,8 @@ def _prefill(params, tokens, lengths, prefix, *, cfg):
         cache = KVCache(cache.k.at[:, :, :P].set(prefix.k), cache.v.at[:, :, :P].set(prefix.v))
     hidden, cache = forward(params, tokens, positions, cfg, cache, return_hidden=True)
     last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, None], axis=1)  # [Pb, 1, D]
+    if drop_prefix:  # the decode attends to the prefix's one copy: rows keep only their own slots
+        cache = KVCache(cache.k[:, :, P:], cache.v[:, :, P:])
     return cache, lm_head(params, last, cfg)[:, 0]
 
 
@@ -403,13 +407,13 @@ def _record(st: DecodeState, logits, max_new, temperature, top_p, table, *, top_
                        sstate=sstate)
 
 
-def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, S, skip, **statics):
+def _start(cache, logits, start, live, keys, max_new, temperature, top_p, table, *, Tn, S, **statics):
     """cache [L, B, Tp, K, Hd] holding each row's prompt, logits [B, V] for its first new token, start [B] prompt
     lengths, live [B] (false = batch padding), keys [B, 2] -> the state after sampling the first token, its cache
-    a LayerCache of S slots holding the prompt's slots from `skip` on (a shared prefix before them is kept apart)."""
+    a LayerCache of S slots."""
     B = logits.shape[0]
     pad = statics["pad"]
-    st = DecodeState(jnp.int32(0), from_stacked(cache, S, skip), jnp.zeros(B, jnp.int32),
+    st = DecodeState(jnp.int32(0), from_stacked(cache, S), jnp.zeros(B, jnp.int32),
                      jnp.full((B, Tn), pad, jnp.int32), jnp.zeros((B, Tn), jnp.float32), jnp.zeros(B, jnp.int32),
                      jnp.full(B, LENGTH, jnp.int32), ~live, jnp.zeros(B, jnp.int32), start, keys)
     return _record(st, logits, max_new, temperature, top_p, table, **statics)
