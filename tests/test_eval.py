@@ -123,3 +123,58 @@ def test_pseudocode_eval_reads_steps_from_one_generation_and_scores_the_python_s
         assert set(asked[0]["stop"]) == set(PATH_END) and asked[0]["max_new_tokens"] == 1024
         s = evaluate(CannedLM(), problems, EvalConfig(prompting="pseudocode", n=2, max_steps=2), svc, progress=False)
         assert s["pass@1"] == 0.0 and s["no_code"] == 4
+
+
+def test_an_interrupted_eval_resumes_to_the_same_result(tmp_path):
+    """Batches are appended to DIR/samples.partial.jsonl as their code finishes running; after a crash the run is
+    not overwritten without --resume, refuses other settings, and with the same settings ends with the same
+    samples.jsonl as an uninterrupted run."""
+    from o1jax.data.prepare import load_source
+    from o1jax.errors import UserError
+    from o1jax.evaluation.runner import PARTIAL, EvalConfig, evaluate
+    from o1jax.execution import ExecutionService
+
+    problems, _ = load_source("humaneval")
+    problems = problems[:3]
+
+    class Comp:
+        def __init__(self, text):
+            self.text, self.token_ids, self.finish_reason = text, [1] * 3, "stop"
+
+    class FakeTok:
+        def apply_chat_template(self, messages, **kw):
+            return messages[-1]["content"]
+
+    class SeededLM:  # answers depend on the seed, as a real sampler's do: right for even seeds, wrong for odd
+        tokenizer = FakeTok()
+
+        def __init__(self, crash_at_seed=None):
+            self.crash_at_seed, self.seeds = crash_at_seed, []
+
+        def generate(self, prompts, n=1, seed=0, **kw):
+            if seed == self.crash_at_seed:
+                raise RuntimeError("simulated crash")
+            self.seeds.append(seed)
+            p = next(p for p in problems if p.starter_code.strip() in prompts[0])
+            body = p.solutions[0] if seed % 2 == 0 else "    return None\n"
+            return [[Comp(f"```python\n{p.starter_code}{body}```") for _ in range(n)]]
+
+    cfg = EvalConfig(n=2, batch_problems=1)
+    with ExecutionService(workers=2) as svc:
+        whole = evaluate(SeededLM(), problems, cfg, svc, out_dir=str(tmp_path / "whole"), progress=False)
+        d = str(tmp_path / "run")
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            evaluate(SeededLM(crash_at_seed=2), problems, cfg, svc, out_dir=d, progress=False)
+        lines = (tmp_path / "run" / PARTIAL).read_text().splitlines()
+        assert len(lines) == 3  # header + the batches of seeds 0 and 1, finished before the crash
+        with pytest.raises(UserError, match="add --resume"):
+            evaluate(SeededLM(), problems, cfg, svc, out_dir=d, progress=False)
+        with pytest.raises(UserError, match="eval.temperature"):
+            evaluate(SeededLM(), problems, EvalConfig(n=2, batch_problems=1, temperature=0.5), svc, out_dir=d,
+                     progress=False, resume=True)
+        lm = SeededLM()
+        resumed = evaluate(lm, problems, cfg, svc, out_dir=d, progress=False, resume=True)
+    assert lm.seeds == [2]  # only the missing batch ran, with its own seed
+    assert resumed["resumed_problems"] == 2 and resumed["pass@1"] == whole["pass@1"] == 2 / 3
+    assert not (tmp_path / "run" / PARTIAL).exists()
+    assert (tmp_path / "run" / "samples.jsonl").read_text() == (tmp_path / "whole" / "samples.jsonl").read_text()

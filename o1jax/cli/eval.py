@@ -8,11 +8,13 @@ def add_parser(sub):
     p = sub.add_parser(
         "eval", help="pass@k / ASPR of a model on HumanEval, MBPP, ... with real code execution",
         description="Sample --n completions per problem (vanilla: answer with code directly; pseudocode: the "
-                    "paper's step-by-step 'think before acting' prompting, one step per generation, stopped at "
-                    "<Step_End>, until a step holds a python block), run the extracted code on the problem's tests "
-                    "in the sandboxed execution service, and report pass@k (unbiased estimator), ASPR and a table. "
-                    "With --out DIR: DIR/samples.jsonl (one line per sample: problem_id, completion, code, passed), "
-                    "DIR/summary.json (pass@1, pass@k, aspr, n, ...), DIR/pass_at_k.png and DIR/config.json.")
+                    "paper's step-by-step 'think before acting' prompting: '### Step n:' ... <Step_End> steps, each path "
+                    "generated in one go and stopped once its python block closes), run the extracted code on the "
+                    "problem's tests in the sandboxed execution service, and report pass@k (unbiased estimator), ASPR "
+                    "and a table. With --out DIR: DIR/samples.jsonl (one line per sample: problem_id, completion, "
+                    "code, passed, status, error, ...), DIR/summary.json (pass@1, pass@k, aspr, n, ...), "
+                    "DIR/pass_at_k.png and DIR/config.json. Finished batches are kept in DIR/samples.partial.jsonl "
+                    "while the run goes on: after a crash, the same command with --resume continues it.")
     p.add_argument("--model", default="smollm2-135m-instruct",
                    help="preset, HF dir, .gguf or o1jax checkpoint (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--dataset", default="humaneval",
@@ -25,6 +27,9 @@ def add_parser(sub):
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--limit", type=int, default=None, help="only the first K problems")
     p.add_argument("--out", default=None, metavar="DIR", help="write samples.jsonl, summary.json, pass_at_k.png")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out DIR (same command and overrides): its finished "
+                        "batches are kept, the rest run with the same seeds")
     p.add_argument("--workers", type=int, default=None, help="execution sandbox workers (default: two per host core)")
     p.add_argument("--allow-weaker-sandbox", action="store_true",
                    help="run even where a sandbox protection is unavailable on this host (said once at start)")
@@ -68,6 +73,8 @@ def run(args) -> int:
     resolve(cfg, args.config, args.overrides)
     if cfg.eval.n < 1:
         raise UserError("--n must be at least 1")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR (the directory of the run to continue)")
     problems = _problems(args)
     # The execution service starts before JAX initialises a backend: the process that forks sandboxes stays small.
     from o1jax.execution import ExecutionService
@@ -80,7 +87,7 @@ def run(args) -> int:
         lm = load_model(args.model)
         if lm.tokenizer is None:
             raise UserError(f"{args.model}: has no tokenizer; eval needs one")
-        summary = evaluate(lm, problems, cfg.eval, service, out_dir=args.out)
+        summary = evaluate(lm, problems, cfg.eval, service, out_dir=args.out, resume=args.resume)
     if args.out:
         write_resolved(cfg, args.out)
     print(format_table(summary))

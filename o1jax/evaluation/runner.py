@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from o1jax.data import (PATH_END, extract_code, format_path, is_terminal_step, make_job, parse_path,
                         pseudocode_messages, vanilla_messages)
+from o1jax.errors import UserError
 from o1jax.evaluation.metrics import summarize
 
 
@@ -89,59 +90,145 @@ def _pseudocode(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
     return res
 
 
-def evaluate(lm, problems, cfg: EvalConfig, service, out_dir: str | None = None, progress: bool = True) -> dict:
-    """Run the evaluation; returns the summary dict (and writes samples.jsonl / summary.json / pass_at_k.png)."""
+PARTIAL = "samples.partial.jsonl"  # finished batches of a run in progress, one JSON line each (see evaluate)
+
+
+def evaluate(lm, problems, cfg: EvalConfig, service, out_dir: str | None = None, progress: bool = True,
+             resume: bool = False) -> dict:
+    """Run the evaluation; returns the summary dict (and writes samples.jsonl / summary.json / pass_at_k.png).
+
+    With out_dir, nothing is lost on a crash: each batch is appended to DIR/samples.partial.jsonl once its code has
+    run (after a header line: the settings and the problem ids). resume=True continues such a run, skipping the
+    batches it holds; every batch keeps its seed, so the samples equal an uninterrupted run's. The partial file is
+    removed once the final outputs are written."""
     t0 = time.time()
-    gen_time = 0.0
-    pending: list[tuple[list[Sample], list]] = []
-    all_samples: list[list[Sample]] = []
-    total_tokens = 0
+    header = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "problems": [p.id for p in problems]}))
+    partial = os.path.join(out_dir, PARTIAL) if out_dir else None
+    done, past_gen, past_wall = _load_partial(partial, header, resume) if partial else ({}, 0.0, 0.0)
+    if partial and not done:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(partial, "w") as f:
+            f.write(json.dumps(header) + "\n")
+    gen_time, new_tokens = 0.0, 0
+    pending: list[tuple[int, float, list[list[Sample]], list]] = []  # (batch start, gen s, samples, futures)
+    records: dict[int, list[list[dict]]] = dict(done)  # batch start -> per problem, per sample: its output line
+    starts = list(range(0, len(problems), cfg.batch_problems))
     bar = tqdm(total=len(problems), desc=f"eval {cfg.prompting}", unit="problem", disable=not progress)
-    for b in range(0, len(problems), cfg.batch_problems):
-        chunk = problems[b:b + cfg.batch_problems]
-        tg = time.time()
-        gen = (_vanilla if cfg.prompting == "vanilla" else _pseudocode)(lm, chunk, cfg, cfg.seed + b)
-        gen_time += time.time() - tg
-        for p, row in zip(chunk, gen):
-            for s in row:
-                total_tokens += s.tokens
-                s.job = make_job(p, s.code or "", job_id=f"{p.id}#{s.sample}", timeout_s=cfg.timeout_s,
-                                 memory_mb=cfg.memory_mb)
-            # a sample without extractable code fails without running; the rest execute while we generate
-            futs = service.submit([s.job for s in row if s.code])
-            pending.append((row, futs))
-            all_samples.append(row)
-        bar.update(len(chunk))
-        bar.set_postfix(tok_s=f"{total_tokens / max(gen_time, 1e-9):.0f}")
-    bar.close()
-    for row, futs in pending:
-        it = iter(futs)
-        for s in row:
-            s.result = next(it).result() if s.code else {"status": "no_code", "passed": 0, "total": 0}
-    num_correct = [sum(s.result["status"] == "passed" for s in row) for row in all_samples]
+    bar.update(sum(len(rows) for rows in done.values()))
+
+    def flush(block: bool):
+        """Collect finished batches' results, oldest first (all of them when block), and append them to the file."""
+        while pending and (block or all(f.done() for f in pending[0][3])):
+            b, g, rows, futs = pending.pop(0)
+            it = iter(futs)
+            for row in rows:
+                for s in row:
+                    s.result = next(it).result() if s.code else {"status": "no_code", "passed": 0, "total": 0}
+            records[b] = [[_output_line(s) for s in row] for row in rows]
+            if partial:
+                with open(partial, "a") as f:
+                    f.write(json.dumps({"batch": b, "gen_s": round(g, 3), "rows": records[b],
+                                        "wall_s": round(past_wall + time.time() - t0, 2)}) + "\n")
+
+    try:
+        for b in starts:
+            if b in done:
+                continue
+            chunk = problems[b:b + cfg.batch_problems]
+            tg = time.time()
+            gen = (_vanilla if cfg.prompting == "vanilla" else _pseudocode)(lm, chunk, cfg, cfg.seed + b)
+            g = time.time() - tg
+            gen_time += g
+            futs = []
+            for p, row in zip(chunk, gen):
+                for s in row:
+                    new_tokens += s.tokens
+                    s.job = make_job(p, s.code or "", job_id=f"{p.id}#{s.sample}", timeout_s=cfg.timeout_s,
+                                     memory_mb=cfg.memory_mb)
+                # a sample without extractable code fails without running; the rest execute while we generate
+                futs += service.submit([s.job for s in row if s.code])
+            pending.append((b, g, gen, futs))
+            flush(block=False)
+            bar.update(len(chunk))
+            bar.set_postfix(tok_s=f"{new_tokens / max(gen_time, 1e-9):.0f}")
+    except BaseException:  # generation failed or was interrupted: keep every batch already generated
+        flush(block=True)
+        raise
+    finally:
+        bar.close()
+    flush(block=True)
+    rows = [row for b in starts for row in records[b]]
+    num_correct = [sum(r["passed"] for r in row) for row in rows]
     ks = tuple(sorted({k for k in cfg.ks if k <= cfg.n} | {cfg.n}))  # pass@n too: the solved fraction
     summary = summarize(cfg.n, num_correct, ks)
-    summary.update(n=cfg.n, prompting=cfg.prompting, temperature=cfg.temperature, wall_s=round(time.time() - t0, 2),
-                   generation_s=round(gen_time, 2), tokens=total_tokens,
-                   tokens_per_s=round(total_tokens / max(gen_time, 1e-9), 1),
-                   no_code=sum(s.code is None for row in all_samples for s in row))
+    tokens = sum(r["tokens"] for row in rows for r in row)
+    gen_all = past_gen + gen_time
+    summary.update(n=cfg.n, prompting=cfg.prompting, temperature=cfg.temperature,
+                   wall_s=round(past_wall + time.time() - t0, 2), generation_s=round(gen_all, 2), tokens=tokens,
+                   tokens_per_s=round(tokens / max(gen_all, 1e-9), 1),
+                   no_code=sum(r["status"] == "no_code" for row in rows for r in row))
+    if done:
+        summary["resumed_problems"] = sum(len(r) for r in done.values())
     if out_dir:
-        write_outputs(out_dir, all_samples, summary, ks)
+        write_outputs(out_dir, rows, summary, ks)
+        os.remove(partial)
     return summary
 
 
-def write_outputs(out_dir: str, samples: list[list[Sample]], summary: dict, ks):
+def _load_partial(path: str, header: dict, resume: bool) -> tuple[dict, float, float]:
+    """The finished batches of an interrupted run in DIR -> ({batch start: rows}, generation s, wall s). Such a run
+    is never overwritten silently: without resume it is an error; with resume its settings and problems must be
+    these."""
+    if not os.path.exists(path):
+        return {}, 0.0, 0.0
+    with open(path) as f:
+        lines = f.read().splitlines()
+    try:
+        head = json.loads(lines[0]) if lines else None
+    except ValueError:
+        head = None
+    batches = []
+    for line in lines[1:]:
+        try:
+            batches.append(json.loads(line))
+        except ValueError:  # the line being written when the run died
+            break
+    if not resume:
+        n = sum(len(b["rows"]) for b in batches)
+        raise UserError(f"{path}: an interrupted eval is there ({n} of {len(header['problems'])} problems done); "
+                        "add --resume to continue it, or remove the file to start over")
+    if not isinstance(head, dict):
+        raise UserError(f"{path}: no readable header line; remove the file to start over")
+    if head.get("config") != header["config"]:
+        old = head.get("config") or {}
+        diff = next((f"eval.{k} = {old.get(k)!r} there, {v!r} now" for k, v in header["config"].items()
+                     if old.get(k) != v), "config")
+        raise UserError(f"{path}: written by an eval with other settings ({diff}); resume with the same command "
+                        "and overrides, or use another --out")
+    if head.get("problems") != header["problems"]:
+        raise UserError(f"{path}: written for other problems (dataset, split or --limit differ); resume with the "
+                        "same command, or use another --out")
+    return ({b["batch"]: b["rows"] for b in batches}, sum(b["gen_s"] for b in batches),
+            max((b["wall_s"] for b in batches), default=0.0))
+
+
+def _output_line(s: Sample) -> dict:
+    """One line of samples.jsonl."""
+    r = s.result or {}
+    return {"problem_id": s.problem_id, "sample": s.sample, "completion": s.completion,
+            "code": s.job["program"] if s.job and s.code else (s.code or ""),
+            "passed": r.get("status") == "passed", "status": r.get("status"),
+            "tests_passed": r.get("passed", 0), "tests_total": r.get("total", 0),
+            "error": _first_error(r), "steps": s.steps, "tokens": s.tokens}
+
+
+def write_outputs(out_dir: str, rows: list[list[dict]], summary: dict, ks):
+    """samples.jsonl (the lines of `_output_line`, in problem order), summary.json and pass_at_k.png."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "samples.jsonl"), "w") as f:
-        for row in samples:
-            for s in row:
-                r = s.result or {}
-                f.write(json.dumps({
-                    "problem_id": s.problem_id, "sample": s.sample, "completion": s.completion,
-                    "code": s.job["program"] if s.job and s.code else (s.code or ""),
-                    "passed": r.get("status") == "passed", "status": r.get("status"),
-                    "tests_passed": r.get("passed", 0), "tests_total": r.get("total", 0),
-                    "error": _first_error(r), "steps": s.steps, "tokens": s.tokens}) + "\n")
+        for row in rows:
+            for r in row:
+                f.write(json.dumps(r) + "\n")
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     plot_pass_at_k(os.path.join(out_dir, "pass_at_k.png"), summary, ks)
