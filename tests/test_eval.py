@@ -26,6 +26,21 @@ def tiny_model_dir(tmp_path_factory):
     return str(d)
 
 
+class Canned:
+    """A completion with given text, for runs that stand in for generation only."""
+    def __init__(self, text):
+        self.text, self.token_ids, self.finish_reason = text, [1] * 5, "stop"
+
+
+class MessageTok:
+    """A 'chat template' that renders one message's content: the canned models find the problem in it."""
+    def __init__(self, index):
+        self.index = index
+
+    def apply_chat_template(self, messages, **kw):
+        return messages[self.index]["content"]
+
+
 @pytest.mark.parametrize("prompting", ["vanilla", "pseudocode"])
 def test_eval_end_to_end_tiny_model(tiny_model_dir, prompting, tmp_path):
     out = tmp_path / "ev"
@@ -61,19 +76,11 @@ def test_eval_scores_correct_code_as_passed(monkeypatch):
     problems = problems[:3]
     by_prompt = {}
 
-    class Comp:
-        def __init__(self, text):
-            self.text, self.token_ids, self.finish_reason = text, [1] * 5, "stop"
-
-    class FakeTok:
-        def apply_chat_template(self, messages, **kw):
-            return messages[-1]["content"]
-
     class CannedLM:  # stands in for generation only; extraction, jobs and execution are the real ones
-        tokenizer = FakeTok()
+        tokenizer = MessageTok(-1)
 
         def generate(self, prompts, n=1, **kw):
-            return [[Comp(by_prompt[p]) for _ in range(n)] for p in prompts]
+            return [[Canned(by_prompt[p]) for _ in range(n)] for p in prompts]
 
     from o1jax.data import vanilla_messages
     for p in problems:
@@ -96,26 +103,18 @@ def test_pseudocode_eval_reads_steps_from_one_generation_and_scores_the_python_s
     problems = problems[:2]
     asked = []
 
-    class Comp:
-        def __init__(self, text):
-            self.text, self.token_ids, self.finish_reason = text, [1] * 7, "stop"
-
-    class FakeTok:
-        def apply_chat_template(self, messages, **kw):
-            return messages[1]["content"]
-
     def path(p):
         return (" Structure (Action 1)\n```pseudo\nsolve\n```\n<Step_End>\n<Step_Begin>\n### Step 2: Refine (Action 2)"
                 "\nloop\n<Step_End>\n\n<Step_Begin>\n### Step 3: Code (Action 3)\n"
                 f"```python\n{p.starter_code}{p.solutions[0].rstrip()}\n```")
 
     class CannedLM:
-        tokenizer = FakeTok()
+        tokenizer = MessageTok(1)
 
         def generate(self, prompts, n=1, **kw):
             asked.append(kw)
             by_user = {pr: path(p) for p in problems for pr in prompts if p.starter_code.strip() in pr}
-            return [[Comp(by_user[pr]) for _ in range(n)] for pr in prompts]
+            return [[Canned(by_user[pr]) for _ in range(n)] for pr in prompts]
 
     with ExecutionService(workers=2) as svc:
         s = evaluate(CannedLM(), problems, EvalConfig(prompting="pseudocode", n=2), svc, progress=False)
@@ -137,16 +136,8 @@ def test_an_interrupted_eval_resumes_to_the_same_result(tmp_path):
     problems, _ = load_source("humaneval")
     problems = problems[:3]
 
-    class Comp:
-        def __init__(self, text):
-            self.text, self.token_ids, self.finish_reason = text, [1] * 3, "stop"
-
-    class FakeTok:
-        def apply_chat_template(self, messages, **kw):
-            return messages[-1]["content"]
-
     class SeededLM:  # answers depend on the seed, as a real sampler's do: right for even seeds, wrong for odd
-        tokenizer = FakeTok()
+        tokenizer = MessageTok(-1)
 
         def __init__(self, crash_at_seed=None):
             self.crash_at_seed, self.seeds = crash_at_seed, []
@@ -157,7 +148,7 @@ def test_an_interrupted_eval_resumes_to_the_same_result(tmp_path):
             self.seeds.append(seed)
             p = next(p for p in problems if p.starter_code.strip() in prompts[0])
             body = p.solutions[0] if seed % 2 == 0 else "    return None\n"
-            return [[Comp(f"```python\n{p.starter_code}{body}```") for _ in range(n)]]
+            return [[Canned(f"```python\n{p.starter_code}{body}```") for _ in range(n)]]
 
     cfg = EvalConfig(n=2, batch_problems=1)
     with ExecutionService(workers=2) as svc:
