@@ -81,11 +81,10 @@ def _pseudocode(lm, problems, cfg: EvalConfig, seed: int) -> list[list[Sample]]:
         row = []
         for i, c in enumerate(comps):
             steps, ended = parse_path(c.text)
-            steps = steps[:cfg.max_steps]
-            code = extract_code(steps[-1], p.entry_point, p.starter_code) if ended and is_terminal_step(
-                steps[-1]) else None
-            row.append(Sample(p.id, i, format_path(steps), steps, code,
-                              len(c.token_ids)))
+            steps = steps[:cfg.max_steps]  # a python step past max_steps is cut away with the steps before it
+            final = steps[-1] if ended and is_terminal_step(steps[-1]) else None
+            code = extract_code(final, p.entry_point, p.starter_code) if final else None
+            row.append(Sample(p.id, i, format_path(steps), steps, code, len(c.token_ids)))
         res.append(row)
     return res
 
