@@ -105,13 +105,13 @@ def pseudocode_prompt(problem: Problem, steps: list[str] | tuple[str, ...] = ())
             f"{format_question(problem)}\n\n[Solution]\n{partial_solution(steps)}")
 
 
+# Where a generated step ends: its closing delimiter, or the opener of a next step the model ran into.
+_BOUNDARY = re.compile(f"{re.escape(STEP_END)}|{re.escape(STEP_BEGIN)}|\n(?=### Step )")
+
+
 def clean_step(generated: str) -> str:
     """A generated step body: cut at STEP_END (or a next step opener the model ran into), trailing space removed."""
-    for stop in (STEP_END, STEP_BEGIN, "\n### Step "):
-        cut = generated.find(stop)
-        if cut >= 0:
-            generated = generated[:cut]
-    return generated.rstrip()
+    return _BOUNDARY.split(generated, maxsplit=1)[0].rstrip()
 
 
 def is_terminal_step(step: str) -> bool:
@@ -119,7 +119,6 @@ def is_terminal_step(step: str) -> bool:
     return "```python" in step or "```py\n" in step
 
 
-_BOUNDARY = re.compile(f"{re.escape(STEP_END)}|{re.escape(STEP_BEGIN)}|\n(?=### Step )")
 _HEAD = re.compile(r"\s*### Step \d*\s*:?")
 
 
