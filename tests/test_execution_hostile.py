@@ -23,7 +23,9 @@ def svc():
         os.environ.pop("O1JAX_TEST_SECRET", None)
 
 
-def _sandbox_processes() -> list[int]:
+def _sandbox_processes(role: str = "program") -> list[int]:
+    """Live processes of the sandbox uids: slot k runs its programs as UID_BASE + 2k and its long-lived checker (which
+    never runs program code) as UID_BASE + 2k + 1."""
     pids = []
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -32,7 +34,7 @@ def _sandbox_processes() -> list[int]:
                     uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
             except (OSError, StopIteration):
                 continue
-            if UID_BASE <= uid < UID_BASE + 1000:
+            if UID_BASE <= uid < UID_BASE + 1000 and (uid - UID_BASE) % 2 == (role == "checker"):
                 pids.append(int(d))
     return pids
 
@@ -117,6 +119,7 @@ def test_hostile_program_never_passes(svc, listener, name):
     ok = svc.run([_job("after", "def add(a, b):\n    return a + b\n")])[0]
     assert ok["status"] == "passed", ok
     assert _sandbox_processes() == []
+    assert len(_sandbox_processes("checker")) <= svc.workers  # one per slot at most, nothing of the job's
 
 
 def test_stdio_hacks_never_pass(svc):
@@ -176,4 +179,27 @@ def test_small_load_with_hostile_mix_leaks_nothing(svc):
     res = svc.run(jobs)
     assert sum(r["status"] == "passed" for r in res) == 60
     assert _sandbox_processes() == []
+    assert len(_sandbox_processes("checker")) <= svc.workers
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 1
+
+
+def test_checker_is_kept_only_while_nothing_can_have_changed_it():
+    """The long-lived checker runs test code only; a job whose test code changes its interpreter (here, patches a
+    builtin) or hangs gets it replaced, so the next job's check sees a fresh one."""
+    patcher = ("import builtins\nbuiltins.sorted = lambda *a, **k: [1]\n"
+               "def check(candidate):\n    assert candidate(2, 3) == 5\n")
+    honest = "def check(candidate):\n    assert sorted([3, 2]) == [2, 3]\n    assert candidate(2, 3) == 5\n"
+    hang = "def check(candidate):\n    while True:\n        pass\n"
+    good = "def add(a, b):\n    return a + b\n"
+    with ExecutionService(workers=1) as one:
+        assert one.run([_job("a", good, honest)])[0]["status"] == "passed"
+        first = _sandbox_processes("checker")
+        assert one.run([_job("b", good, honest)])[0]["status"] == "passed"
+        assert _sandbox_processes("checker") == first and len(first) == 1  # kept across clean jobs
+        assert one.run([_job("p", good, patcher)])[0]["status"] == "passed"
+        assert one.run([_job("c", good, honest)])[0]["status"] == "passed"  # the patch did not survive
+        assert _sandbox_processes("checker") != first
+        t = one.run([_job("h", good, hang, timeout_s=0.5)])[0]
+        assert t["status"] == "timeout", t
+        assert one.run([_job("d", good, honest)])[0]["status"] == "passed"
+        assert _sandbox_processes() == [] and len(_sandbox_processes("checker")) == 1

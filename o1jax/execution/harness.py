@@ -17,6 +17,7 @@ import traceback
 from o1jax.execution import codec
 
 TASK, REPORT, RPC_IN, RPC_OUT = 3, 4, 5, 6
+CONTROL = TASK  # the checker's job socket sits where a program's task pipe does
 MAX_LINE = 64 << 20
 
 
@@ -179,17 +180,15 @@ class RemoteError(Exception):
     """The program raised inside a call; re-raised in the checker as a plain builtin exception."""
 
 
-def check() -> int:
-    """The checker: runs the test code (HumanEval `check(candidate)`) with `candidate` and any program-defined helper
-    replaced by proxies that call into the program process and get back decoded builtin values. This process never
-    executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged __eq__, writes to
-    any fd) can make check() return. Only a normal return of check() writes the pass record."""
-    task = _read_task()
-    _fresh_stdio()
-    reader = LineReader(RPC_IN)
+def _run_check(task: dict, rpc_in: int, rpc_out: int) -> dict:
+    """One job's test code (HumanEval `check(candidate)`), with `candidate` and any program-defined helper replaced
+    by proxies that call into the program process (over rpc_in/rpc_out) and get back decoded builtin values. The
+    checker never executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged
+    __eq__, writes to any fd) can make check() return. Returns the verdict: pass only when check() returned."""
+    reader = LineReader(rpc_in)
 
     def rpc(msg):
-        send(RPC_OUT, msg)
+        send(rpc_out, msg)
         line = reader.readline()
         if line is None:
             raise RuntimeError("program process ended")
@@ -234,13 +233,71 @@ def check() -> int:
             raise NameError("the test code defines no check()")
         g["check"](g[entry])
     except BaseException as e:
-        send(REPORT, {"verdict": "fail", **_exc_info(e)})
-        return 1
-    send(REPORT, {"verdict": "pass"})
+        # A clean failure leaves the checker as it was; MemoryError, RecursionError, SystemExit, KeyboardInterrupt
+        # and the like may not, so the worker replaces the checker after them.
+        clean = isinstance(e, Exception) and not isinstance(e, (MemoryError, RecursionError))
+        return {"verdict": "fail", "clean": clean, **_exc_info(e)}
+    return {"verdict": "pass", "clean": True}
+
+
+CHECKS_PER_CHECKER = 500  # a checker is replaced after this many jobs (bounds any slow growth)
+
+
+def _interpreter_state() -> tuple:
+    """What one job's test code could change that the next job's test code would see."""
+    return (set(sys.modules), dict(vars(builtins)), sys.getrecursionlimit(), sys.gettrace(), sys.getprofile(),
+            list(sys.path))
+
+
+def check_server() -> int:
+    """The checker: one per worker slot, kept across jobs because it never runs program code, only test code and the
+    builtin values decoded from the program's replies. Each job arrives on CONTROL (a unix socket) as one JSON line
+    {"token", "code", "entry_point"} with the job's two RPC pipe ends attached (SCM_RIGHTS); the verdict goes to
+    REPORT tagged with the token. Every job runs in fresh globals; the checker asks to be replaced (and exits) after
+    any job that changed interpreter state (imports, builtins, recursion limit, trace hooks, sys.path), ended in an
+    error other than a failed check, or after CHECKS_PER_CHECKER jobs."""
+    import socket
+    ctl = socket.socket(fileno=CONTROL)
+    baseline = _interpreter_state()
+    for served in range(1, CHECKS_PER_CHECKER + 1):
+        task, fds = _recv_job(ctl)
+        if task is None:
+            return 0
+        try:
+            verdict = (_run_check(task, fds[0], fds[1]) if len(fds) == 2 else
+                       {"verdict": "fail", "clean": False, "exc": "ProtocolError", "msg": "expected two pipes"})
+        finally:
+            for fd in fds:
+                os.close(fd)
+        clean = verdict.pop("clean")
+        recycle = served == CHECKS_PER_CHECKER or not clean or _interpreter_state() != baseline
+        send(REPORT, {"token": task.get("token"), "recycle": recycle, **verdict})
+        if recycle:
+            return 0
     return 0
 
 
-ROLES = {"stdio": run_stdio, "call": lambda: serve(True), "serve": lambda: serve(False), "check": check}
+def _recv_job(ctl) -> tuple[dict | None, list[int]]:
+    """One newline-terminated JSON job and the descriptors sent with it; (None, []) at EOF."""
+    import array
+    import socket
+    buf, fds = bytearray(), array.array("i")
+    while not buf.endswith(b"\n"):
+        data, anc, _, _ = ctl.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize))
+        for level, typ, raw in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(raw[:len(raw) - (len(raw) % fds.itemsize)])
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return None, []
+        buf += data
+        if len(buf) > MAX_LINE:
+            raise ValueError("message too long")
+    return json.loads(buf), list(fds)
+
+
+ROLES = {"stdio": run_stdio, "call": lambda: serve(True), "serve": lambda: serve(False), "check": check_server}
 
 
 def child_main(role: str) -> None:

@@ -303,7 +303,8 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
         prctl(PR_SET_DUMPABLE, 0)  # the program may share our uid (non-root mode): no ptrace, no /proc/pid/mem
     rl = resource
     rl.setrlimit(rl.RLIMIT_CORE, (0, 0))
-    rl.setrlimit(rl.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    if limits.cpu_s:  # 0: none (the long-lived checker; the worker's wall-clock limit still applies per job)
+        rl.setrlimit(rl.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
     rl.setrlimit(rl.RLIMIT_FSIZE, (limits.fsize_mb << 20,) * 2)
     rl.setrlimit(rl.RLIMIT_NOFILE, (limits.nofile,) * 2)
     if caps.root:

@@ -16,6 +16,7 @@ import time
 import traceback
 
 from o1jax.execution import codec, jobs, sandbox
+from o1jax.execution.checker import Checker
 from o1jax.execution.zygote import ZygoteClient
 
 STDOUT_CAP = 8 << 20   # bytes of program output kept; more kills the program
@@ -116,6 +117,7 @@ class Worker:
     def __init__(self, slot: int, caps: sandbox.Capabilities, job_root: str):
         self.slot, self.caps, self.job_root = slot, caps, job_root
         self.zyg = ZygoteClient(caps)
+        self.checker: Checker | None = None  # started by the first assert job
         self.n = 0
         if caps.root:
             self.uid_program, self.uid_checker = sandbox.UID_BASE + 2 * slot, sandbox.UID_BASE + 2 * slot + 1
@@ -134,7 +136,14 @@ class Worker:
     def spawn(self, role: str, workdir: str, uid: int | None, limits: sandbox.Limits,
               rpc: tuple[int, int] | None = None, worker_rpc: bool = False) -> Proc:
         """rpc: (read fd, write fd) given to the child as 5 and 6 (a peer's pipes); worker_rpc: make them ours."""
-        mine, theirs, streams = [], {}, {}
+        passed = {5: rpc[0], 6: rpc[1]} if rpc else {}
+        return self.spawn_with(role, workdir, uid, limits, passed, stdio=True, worker_rpc=worker_rpc)
+
+    def spawn_with(self, role: str, workdir: str, uid: int | None, limits: sandbox.Limits, passed: dict[int, int],
+                   stdio: bool = False, worker_rpc: bool = False) -> Proc:
+        """A sandboxed process with a REPORT pipe (fd 4) to us, plus stdin/stdout/stderr/task pipes when stdio,
+        RPC pipes when worker_rpc, and `passed` (child fd -> our fd, which stays ours to close)."""
+        mine, theirs, streams = [], dict(passed), {}
 
         def pipe(name, child_fd, child_reads, cap=0):
             r, w = os.pipe()
@@ -144,16 +153,15 @@ class Worker:
             streams[name] = Stream(ours, cap, writable=child_reads)
             mine.append(its)
 
-        pipe("stdin", 0, True)
-        pipe("stdout", 1, False, STDOUT_CAP)
-        pipe("stderr", 2, False, STDERR_CAP)
-        pipe("task", 3, True)
+        if stdio:
+            pipe("stdin", 0, True)
+            pipe("stdout", 1, False, STDOUT_CAP)
+            pipe("stderr", 2, False, STDERR_CAP)
+            pipe("task", 3, True)
         pipe("report", 4, False, REPORT_CAP)
         if worker_rpc:
             pipe("rpc_out", 5, True)
             pipe("rpc_in", 6, False, REPORT_CAP)
-        elif rpc:
-            theirs[5], theirs[6] = rpc
         try:
             pid, pidfd = self.zyg.spawn(role, workdir, limits, uid, theirs)
         finally:
@@ -161,9 +169,15 @@ class Worker:
                 os.close(fd)
         return Proc(pid, pidfd, streams)
 
+    def _reap(self, procs: list[Proc]) -> None:
+        for p in procs:
+            if p.status is None and p.pid in self.zyg.exits:
+                p.status = self.zyg.exits.pop(p.pid)
+
     def pump(self, procs: list[Proc], done, deadline: float) -> bool:
         """Move bytes until done() or the deadline. False on deadline."""
         zfd = self.zyg.sock.fileno()
+        self._reap(procs)  # exits reported while these processes were not being pumped
         while not done():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -183,9 +197,7 @@ class Worker:
             for fd, ev in poller.poll(max(1, int(left * 1000 + 1))):
                 if fd == zfd:
                     self.zyg.drain()
-                    for p in procs:
-                        if p.status is None and p.pid in self.zyg.exits:
-                            p.status = self.zyg.exits.pop(p.pid)
+                    self._reap(procs)
                     continue
                 p, st = owners[fd]
                 if st.writable:
@@ -228,6 +240,13 @@ class Worker:
         for p in procs:
             p.release()
 
+    @staticmethod
+    def remove_dir(path: str) -> None:
+        try:
+            os.rmdir(path)  # the common case: the program left nothing behind (one syscall)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+
     # ---- jobs -------------------------------------------------------------------------------------------------------
     def run(self, job: dict) -> dict:
         t0 = time.monotonic()
@@ -239,10 +258,7 @@ class Worker:
             res = jobs.sandbox_error_result(job, traceback.format_exc(limit=3)[-2000:])
         finally:
             for d in dirs:
-                try:
-                    os.rmdir(d)  # the common case: the program left nothing behind (one syscall)
-                except OSError:
-                    shutil.rmtree(d, ignore_errors=True)
+                self.remove_dir(d)
         res["duration_s"] = round(time.monotonic() - t0, 4)
         return res
 
@@ -369,41 +385,70 @@ class Worker:
                 cases.append({"passed": False, "output": None, "error": "not run", "status": fill})
         return self._result(job, compiled, cases, stderr, out_extra)
 
+    def _checker_for(self, memory_mb: int) -> Checker:
+        if self.checker is not None and (not self.checker.alive or self.checker.memory_mb != memory_mb):
+            self.drop_checker()
+        if self.checker is None:
+            self.checker = Checker(self, memory_mb)
+        return self.checker
+
+    def drop_checker(self) -> None:
+        if self.checker is not None:
+            self.checker.close(self)
+            self.checker = None
+
     def _assert(self, job, dirs):
         tests = job["tests"]
         wd_prog = self._mkdir("j", self.uid_program)
-        wd_check = self._mkdir("k", self.uid_checker)
-        dirs += [wd_prog, wd_check]
+        dirs.append(wd_prog)
         k2c_r, k2c_w = os.pipe()
         c2k_r, c2k_w = os.pipe()
         limits = self._limits(job, job["timeout_s"] + 1)
         try:
             prog = self.spawn("serve", wd_prog, self.uid_program, limits, rpc=(k2c_r, c2k_w))
-            checker = self.spawn("check", wd_check, self.uid_checker, limits, rpc=(c2k_r, k2c_w))
+            for attempt in (0, 1):  # a checker that ended between jobs is replaced once
+                checker = self._checker_for(job["memory_mb"])
+                try:
+                    token = checker.send(tests["code"], tests["entry_point"], (c2k_r, k2c_w))
+                    break
+                except OSError:
+                    self.drop_checker()
+                    if attempt:
+                        raise
         finally:
             for fd in (k2c_r, k2c_w, c2k_r, c2k_w):
                 os.close(fd)
         prog.write("task", json.dumps({"program": job["program"], "module_name": "__program__"}).encode() + b"\n")
-        checker.write("task", json.dumps({"code": tests["code"], "entry_point": tests["entry_point"]}).encode()
-                      + b"\n")
-        for p in (prog, checker):
-            p.close_writer("task")
-            p.close_writer("stdin")
-        ok = self.pump([prog, checker], lambda: checker.finished, time.monotonic() + job["timeout_s"])
-        self.finish([prog, checker])
-        prog_reports, verdicts = prog.s["report"].lines(), checker.s["report"].lines()
+        prog.close_writer("task")
+        prog.close_writer("stdin")
+        verdict = None
+
+        def decided() -> bool:
+            nonlocal verdict
+            verdict = verdict or checker.verdict(token)
+            return verdict is not None or not checker.alive
+
+        deadline = time.monotonic() + job["timeout_s"]
+        ok = self.pump([prog, checker.proc], decided, deadline)
+        if ok:  # the checker closed its pipe ends: the program sees EOF and exits
+            self.pump([prog], lambda: prog.finished, min(deadline, time.monotonic() + 0.5))
+        else:  # killing the program ends any call the checker waits on; a checker that still says nothing is stuck
+            prog.kill()
+            self.pump([prog, checker.proc], decided, time.monotonic() + 1.0)
+        self.finish([prog])
+        if verdict is None or verdict.get("recycle"):
+            self.drop_checker()
+        prog_reports = prog.s["report"].lines()
         compiled = not any(r.get("compiled") is False for r in prog_reports)
-        code, _ = checker.exit_info()
-        # Positive proof: the checker (which never ran program code) returned from check() and exited cleanly.
-        passed = (ok and compiled and not checker.killed and code == 0
-                  and len(verdicts) == 1 and verdicts[0].get("verdict") == "pass")
+        # Positive proof: the checker, which never ran program code, saw check() return for this very job.
+        passed = ok and compiled and verdict is not None and verdict.get("verdict") == "pass"
         if passed:
             status, err = "passed", None
         elif not ok:
             status, err = "timeout", "time limit exceeded"
         else:
             status, err = self._classify(prog, prog_reports, False)
-            fail = next((v for v in verdicts if v.get("verdict") == "fail"), None)
+            fail = verdict if verdict is not None and verdict.get("verdict") == "fail" else None
             if fail and status == "failed":
                 err = f"{fail.get('exc')}: {fail.get('msg', '')}"[:500]
                 if fail.get("exc") == "MemoryError":
@@ -429,6 +474,7 @@ def worker_main(slot: int, caps: sandbox.Capabilities, job_root: str, rfd: int, 
         while b"\n" not in buf:
             chunk = os.read(rfd, 1 << 20)
             if not chunk:
+                worker.drop_checker()
                 worker.zyg.close()
                 os._exit(0)
             buf += chunk

@@ -119,8 +119,7 @@ def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int, vm_b
         limits = sandbox.Limits(**req["limits"])
         sandbox.enter_job_sandbox(caps, req.get("uid"), req["workdir"], limits, tuple(targets),
                                   checker=req["role"] == "check", vm_base=vm_base)
-        if req["role"] != "check":
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # BrokenPipeError, as under a normal interpreter
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # BrokenPipeError, as under a normal interpreter
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
