@@ -23,20 +23,29 @@ def svc():
         os.environ.pop("O1JAX_TEST_SECRET", None)
 
 
-def _sandbox_processes(role: str = "program") -> list[int]:
+def _sandbox_processes(role: str = "program", service=None) -> list[int]:
     """Live processes of the sandbox uids: slot k runs its programs as UID_BASE + 2k and its long-lived checker (which
-    never runs program code) as UID_BASE + 2k + 1."""
-    pids = []
+    never runs program code) as UID_BASE + 2k + 1. service: only that service's processes."""
+    pids, parents = [], {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/status") as f:
-                    uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-            except (OSError, StopIteration):
+                    fields = dict(line.split(":", 1) for line in f)
+                uid, parents[int(d)] = int(fields["Uid"].split()[0]), int(fields["PPid"])
+            except (OSError, KeyError, ValueError):
                 continue
             if UID_BASE <= uid < UID_BASE + 1000 and (uid - UID_BASE) % 2 == (role == "checker"):
                 pids.append(int(d))
-    return pids
+    if service is not None:
+        def under(pid):
+            while pid > 1:
+                if pid == service._proc.pid:
+                    return True
+                pid = parents.get(pid, 0)
+            return False
+        pids = [p for p in pids if under(p)]
+    return sorted(pids)
 
 
 def _job(jid, program, code=CHECK, **kw):
@@ -193,13 +202,13 @@ def test_checker_is_kept_only_while_nothing_can_have_changed_it():
     good = "def add(a, b):\n    return a + b\n"
     with ExecutionService(workers=1) as one:
         assert one.run([_job("a", good, honest)])[0]["status"] == "passed"
-        first = _sandbox_processes("checker")
+        first = _sandbox_processes("checker", one)
         assert one.run([_job("b", good, honest)])[0]["status"] == "passed"
-        assert _sandbox_processes("checker") == first and len(first) == 1  # kept across clean jobs
+        assert _sandbox_processes("checker", one) == first and len(first) == 1  # kept across clean jobs
         assert one.run([_job("p", good, patcher)])[0]["status"] == "passed"
         assert one.run([_job("c", good, honest)])[0]["status"] == "passed"  # the patch did not survive
-        assert _sandbox_processes("checker") != first
+        assert _sandbox_processes("checker", one) not in ([], first)
         t = one.run([_job("h", good, hang, timeout_s=0.5)])[0]
         assert t["status"] == "timeout", t
         assert one.run([_job("d", good, honest)])[0]["status"] == "passed"
-        assert _sandbox_processes() == [] and len(_sandbox_processes("checker")) == 1
+        assert _sandbox_processes("program", one) == [] and len(_sandbox_processes("checker", one)) == 1
