@@ -128,3 +128,11 @@ def test_cli_contract(tmp_path):
     p = subprocess.run([sys.executable, "-m", "o1jax", "execute", "--jobs", str(tmp_path / "missing.jsonl")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_each_program_gets_its_own_random_stream(svc):
+    """Programs are cloned without CPython's at-fork hooks; the zygote re-seeds `random` itself before each clone."""
+    job = {"program": "import random\nprint(random.random())", "tests": {"kind": "stdio", "cases": [
+        {"input": "", "output": ""}]}}
+    outs = {r["cases"][0]["output"] for r in svc.run([{"id": str(i), **job} for i in range(6)])}
+    assert len(outs) == 6, outs

@@ -46,9 +46,9 @@ def send(fd: int, msg: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-def _fresh_stdio() -> None:
-    # The inherited sys.std* objects belong to the service; give the program its own, unbuffered enough to survive
-    # os._exit and a closed fd 1.
+def prepare_stdio() -> None:
+    """In the zygote, before any fork: the sys.std* objects every program inherits, over whatever fds 0-2 are in the
+    child (its pipes), unbuffered enough to survive os._exit and a closed fd 1. Built once, not once per program."""
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8",
                                                  errors="replace")
     sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
@@ -97,7 +97,6 @@ def _compile_and_load(src: str, name: str) -> dict | None:
 
 def run_stdio() -> int:
     task = _read_task()
-    _fresh_stdio()
     try:
         g = _compile_and_load(task["program"], "__main__")
     except SystemExit as e:
@@ -124,7 +123,6 @@ def serve(plain_args: bool) -> int:
     """Run the program's module body, then answer call requests on RPC_IN/RPC_OUT until EOF.
     plain_args: the call kind sends plain JSON args; the assert kind sends tagged values."""
     task = _read_task()
-    _fresh_stdio()
     sys.stdin = io.StringIO("")
     g = _compile_and_load(task["program"], task.get("module_name", "__main__"))
     if g is None:

@@ -3,8 +3,9 @@
 It is forked before any job exists and never receives job data (programs, tests, expected outputs), so a forked
 program finds no other job in its memory. A worker asks it for a process over a SOCK_SEQPACKET socket, passing the
 pipes by SCM_RIGHTS; it answers with the pid and a pidfd (kill without pid-reuse races), and later the exit status.
-Its environment is scrubbed to the job environment once at start, and it measures its address-space size right
-before each fork, so a child's setup needs no /proc access and few copy-on-write page faults.
+Its environment is scrubbed to the job environment once at start, the limits every child shares are set on it once
+(inherited), it has no signal handlers for a child to undo, and it measures its address-space size itself, so a
+child's setup needs no /proc access and few copy-on-write page faults.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import array
 import fcntl
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -41,43 +43,60 @@ WARM_MODULES = ("typing", "math", "collections", "itertools", "functools", "heap
                 "traceback", "io", "dataclasses", "array", "datetime", "sys", "os")
 
 
+PRESET = sandbox.Limits(cpu_s=0, memory_mb=0)  # the file-size, open-file and process limits every child inherits
+VM_REMEASURE = 64  # forks between measurements of the zygote's address-space size (it barely changes)
+
+
 def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
-    """Serve spawn requests until the worker closes its end. Never returns."""
+    """Serve spawn requests until the worker closes its end. Never returns.
+
+    Children are reaped through their pidfds (polled with the request socket), not a SIGCHLD handler, so the zygote
+    installs no signal handler and a child has none to undo: its dispositions are a fresh interpreter's."""
     import importlib
     for name in WARM_MODULES:
         importlib.import_module(name)
-    from o1jax.execution import harness  # noqa: F401
+    from o1jax.execution import harness
     sandbox.scrub_environment()  # children then only add HOME and TMPDIR
+    sandbox.enter_zygote_limits(caps, PRESET)
+    harness.prepare_stdio()  # the objects every program gets as sys.stdin/stdout/stderr over its fds 0-2
     import gc
     gc.collect()
     gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
     flags = (sandbox.CLONE_NEWPID | sandbox.CLONE_NEWIPC) if caps.namespaces else 0
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    children: dict[int, int] = {}  # pidfd -> pid
+    blind: set[int] = set()  # children without a pidfd
+    vm_base, forks = 0, 0
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            events = poller.poll(20 if blind else None)
         except InterruptedError:
             continue
-        if wake_r in ready:
-            os.read(wake_r, 4096)
-        while True:  # reap every exited program and report it
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            _send(sock, {"exit": pid, "status": status})
-        if sock not in ready:
+        for pid in list(blind):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                blind.discard(pid)
+                _send(sock, {"exit": pid, "status": status})
+        for fd, _ in events:
+            if fd in children:  # a child exited: reap it and report
+                pid = children.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                _send(sock, {"exit": pid, "status": status})
+        if not any(fd == sock.fileno() for fd, _ in events):
             continue
         req, fds = _recv(sock)
         if req is None:
+            for pidfd in children:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os._exit(0)
         try:
-            vm_base = sandbox.vm_size_bytes()  # measured here so the child need not open /proc
+            if forks % VM_REMEASURE == 0:
+                vm_base = sandbox.vm_size_bytes()  # measured here so the child need not open /proc
+            forks += 1
+            random.seed()  # each program its own stream (clone_process runs no at-fork hooks)
             pid = sandbox.clone_process(flags)
         except OSError as e:
             for fd in fds:
@@ -85,41 +104,32 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             _send(sock, {"token": req["token"], "error": str(e)})
             continue
         if pid == 0:
-            _child(req, fds, caps, sock, wake_r, wake_w, vm_base)
+            _child(req, fds, caps, vm_base)
         for fd in fds:
             os.close(fd)
         try:
-            pidfd = [os.pidfd_open(pid)]
-        except OSError:
-            pidfd = []
-        _send(sock, {"token": req["token"], "pid": pid}, pidfd)
-        for fd in pidfd:
-            os.close(fd)
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # kernels before 5.3: poll for this child's exit instead
+            blind.add(pid)
+            _send(sock, {"token": req["token"], "pid": pid})
+            continue
+        children[pidfd] = pid
+        poller.register(pidfd, select.POLLIN)
+        _send(sock, {"token": req["token"], "pid": pid}, [pidfd])
 
 
-def _child(req: dict, fds: list[int], caps, sock, wake_r: int, wake_w: int, vm_base: int) -> None:
-    from o1jax.execution import harness  # noqa: WPS433 (imported here: the zygote itself never needs it)
+def _child(req: dict, fds: list[int], caps, vm_base: int) -> None:
+    from o1jax.execution import harness  # noqa: WPS433 (already imported by the zygote)
     try:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        sock.close()
-        os.close(wake_r)
-        os.close(wake_w)
-        # Place the passed pipes at 0..n-1 (two passes so no dup2 clobbers a source not yet moved).
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
-        for fd in fds:
-            os.close(fd)
+        # Place the passed pipes at their targets (two passes so no dup2 clobbers a source not yet moved). Every
+        # other inherited descriptor (the zygote's socket, its pidfds) is closed by enter_job_sandbox.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in fds]  # above every target (0-6)
         targets = req["fds"]
         for fd, target in zip(high, targets):
             os.dup2(fd, target)
-        for fd in high:
-            if fd not in targets:
-                os.close(fd)
         limits = sandbox.Limits(**req["limits"])
         sandbox.enter_job_sandbox(caps, req.get("uid"), req["workdir"], limits, tuple(targets),
-                                  checker=req["role"] == "check", vm_base=vm_base)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # BrokenPipeError, as under a normal interpreter
+                                  checker=req["role"] == "check", vm_base=vm_base, preset=PRESET)
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
