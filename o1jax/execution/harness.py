@@ -1,7 +1,7 @@
 """What runs inside a sandboxed process, after `enter_job_sandbox` and before/around the untrusted program.
 
-Fixed descriptors: 0 stdin, 1 stdout, 2 stderr, 3 TASK (read; the job's data, sent only after the fork, so the
-zygote never holds any job's data), 4 REPORT (write; to the worker), 5 RPC_IN, 6 RPC_OUT (call and assert kinds).
+Fixed descriptors: 0 stdin, 1 stdout, 2 stderr, 3 TASK (read; the program's source, sent only after the fork, so
+the zygote never holds any job's data), 4 REPORT (write; to the worker), 5 RPC_IN, 6 RPC_OUT (call and assert kinds).
 Nothing a program process writes is taken as proof of passing: the worker (stdio, call) or a separate checker process
 that never runs program code (assert) decides.
 """
@@ -58,10 +58,24 @@ def prepare_stdio() -> None:
     sys.argv = ["program"]
 
 
-def _read_task() -> dict:
-    line = LineReader(TASK).readline()
+def _read_program() -> str:
+    """The program's source: the whole TASK pipe, UTF-8 (surrogatepass), until the worker closes it."""
+    chunks = []
+    while True:
+        chunk = os.read(TASK, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(TASK)
-    return json.loads(line)
+    return b"".join(chunks).decode("utf-8", "surrogatepass")
+
+
+_COMPILED = b'{"compiled":true}\n'
+
+
+def encode_program(program: str) -> bytes:
+    """What the worker writes to a program process's TASK pipe (read back by _read_program)."""
+    return program.encode("utf-8", "surrogatepass")
 
 
 def _exc_info(e: BaseException) -> dict:
@@ -76,7 +90,7 @@ def _compile_and_load(src: str, name: str) -> dict | None:
     except BaseException as e:  # SyntaxError, ValueError (null bytes), MemoryError, RecursionError
         send(REPORT, {"compiled": False, **_exc_info(e)})
         return None
-    send(REPORT, {"compiled": True})
+    os.write(REPORT, _COMPILED)
     g = {"__name__": name, "__builtins__": builtins}
     try:
         exec(code, g)
@@ -96,9 +110,9 @@ def _compile_and_load(src: str, name: str) -> dict | None:
 
 
 def run_stdio() -> int:
-    task = _read_task()
+    program = _read_program()
     try:
-        g = _compile_and_load(task["program"], "__main__")
+        g = _compile_and_load(program, "__main__")
     except SystemExit as e:
         code = e.code
         if code is None:
@@ -122,9 +136,9 @@ def _resolve(g: dict, name: str):
 def serve(plain_args: bool) -> int:
     """Run the program's module body, then answer call requests on RPC_IN/RPC_OUT until EOF.
     plain_args: the call kind sends plain JSON args; the assert kind sends tagged values."""
-    task = _read_task()
+    program = _read_program()
     sys.stdin = io.StringIO("")
-    g = _compile_and_load(task["program"], task.get("module_name", "__main__"))
+    g = _compile_and_load(program, "__program__")
     if g is None:
         return 1
     reader = LineReader(RPC_IN)

@@ -15,7 +15,7 @@ import signal
 import time
 import traceback
 
-from o1jax.execution import codec, jobs, sandbox
+from o1jax.execution import codec, harness, jobs, sandbox
 from o1jax.execution.checker import Checker
 from o1jax.execution.zygote import ZygoteClient
 
@@ -301,7 +301,7 @@ class Worker:
         cases, stderr, compiled = [], b"", True
         workdir = self._mkdir("j", self.uid_program)
         dirs.append(workdir)
-        task = json.dumps({"program": job["program"]}).encode() + b"\n"
+        task = harness.encode_program(job["program"])
         for case in job["tests"]["cases"]:
             p = self.spawn("stdio", workdir, self.uid_program, self._limits(job, job["timeout_s"] + 1))
             p.write("task", task)
@@ -327,7 +327,7 @@ class Worker:
         cases, stderr, compiled, p = [], b"", True, None
         workdir = self._mkdir("j", self.uid_program)
         dirs.append(workdir)
-        task = json.dumps({"program": job["program"], "module_name": "__program__"}).encode() + b"\n"
+        task = harness.encode_program(job["program"])
         timeout, started = job["timeout_s"], []
         for case in tests["cases"]:
             if p is None:
@@ -418,7 +418,7 @@ class Worker:
         finally:
             for fd in (k2c_r, k2c_w, c2k_r, c2k_w):
                 os.close(fd)
-        prog.write("task", json.dumps({"program": job["program"], "module_name": "__program__"}).encode() + b"\n")
+        prog.write("task", harness.encode_program(job["program"]))
         prog.close_writer("task")
         prog.close_writer("stdin")
         verdict = None

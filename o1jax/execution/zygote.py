@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import fcntl
-import json
 import os
 import random
 import select
@@ -21,20 +20,24 @@ import socket
 from o1jax.execution import sandbox
 
 MAX_FDS = 8
+_ANC = socket.CMSG_SPACE(MAX_FDS * 4)
+
+# Wire format (one SOCK_SEQPACKET message each, ASCII, space-separated, so the zygote's per-fork work stays small):
+#   worker -> zygote  "TOKEN ROLE UID CPU_S MEMORY_MB FSIZE_MB NOFILE NPROC FD,FD,... WORKDIR" + the fds (SCM_RIGHTS)
+#   zygote -> worker  "p TOKEN PID" + its pidfd | "e TOKEN MESSAGE" | "x PID WAIT_STATUS"  (UID "-": keep ours)
 
 
-def _recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
+def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
+    msg, anc, _, _ = sock.recvmsg(4096, _ANC)
     fds = array.array("i")
-    msg, anc, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
     for level, typ, data in anc:
         if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
-    return (json.loads(msg) if msg else None), list(fds)
+    return msg, list(fds)
 
 
-def _send(sock: socket.socket, msg: dict, fds: list[int] = ()) -> None:
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([json.dumps(msg).encode()], anc)
+def _send(sock: socket.socket, msg: bytes, fds: list[int] = ()) -> None:
+    sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
 
 
 # Pre-imported once here so each program starts warm (fork shares them); all pure standard library.
@@ -77,18 +80,18 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 blind.discard(pid)
-                _send(sock, {"exit": pid, "status": status})
+                sock.send(b"x %d %d" % (pid, status))
         for fd, _ in events:
             if fd in children:  # a child exited: reap it and report
                 pid = children.pop(fd)
                 poller.unregister(fd)
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
-                _send(sock, {"exit": pid, "status": status})
+                sock.send(b"x %d %d" % (pid, status))
         if not any(fd == sock.fileno() for fd, _ in events):
             continue
         req, fds = _recv(sock)
-        if req is None:
+        if not req:
             for pidfd in children:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os._exit(0)
@@ -101,7 +104,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
         except OSError as e:
             for fd in fds:
                 os.close(fd)
-            _send(sock, {"token": req["token"], "error": str(e)})
+            sock.send(b"e %s %s" % (req.split(b" ", 1)[0], str(e).encode()))
             continue
         if pid == 0:
             _child(req, fds, caps, vm_base)
@@ -111,31 +114,32 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             pidfd = os.pidfd_open(pid)
         except OSError:  # kernels before 5.3: poll for this child's exit instead
             blind.add(pid)
-            _send(sock, {"token": req["token"], "pid": pid})
+            sock.send(b"p %s %d" % (req.split(b" ", 1)[0], pid))
             continue
         children[pidfd] = pid
         poller.register(pidfd, select.POLLIN)
-        _send(sock, {"token": req["token"], "pid": pid}, [pidfd])
+        _send(sock, b"p %s %d" % (req.split(b" ", 1)[0], pid), [pidfd])
 
 
-def _child(req: dict, fds: list[int], caps, vm_base: int) -> None:
+def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
     from o1jax.execution import harness  # noqa: WPS433 (already imported by the zygote)
     try:
+        _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir = req.decode().split(" ", 9)
+        targets = [int(t) for t in targets.split(",")]
         # Place the passed pipes at their targets (two passes so no dup2 clobbers a source not yet moved). Every
         # other inherited descriptor (the zygote's socket, its pidfds) is closed by enter_job_sandbox.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in fds]  # above every target (0-6)
-        targets = req["fds"]
         for fd, target in zip(high, targets):
             os.dup2(fd, target)
-        limits = sandbox.Limits(**req["limits"])
-        sandbox.enter_job_sandbox(caps, req.get("uid"), req["workdir"], limits, tuple(targets),
-                                  checker=req["role"] == "check", vm_base=vm_base, preset=PRESET)
+        limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
+        sandbox.enter_job_sandbox(caps, None if uid == "-" else int(uid), workdir, limits, tuple(targets),
+                                  checker=role == "check", vm_base=vm_base, preset=PRESET)
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
         finally:
             os._exit(121)
-    harness.child_main(req["role"])
+    harness.child_main(role)
 
 
 class ZygoteClient:
@@ -157,20 +161,25 @@ class ZygoteClient:
         self._token += 1
         token = self._token
         targets = list(fds)
-        _send(self.sock, {"token": token, "role": role, "workdir": workdir, "uid": uid, "fds": targets,
-                          "limits": limits.__dict__}, [fds[t] for t in targets])
+        lim = limits
+        req = (f"{token} {role} {'-' if uid is None else uid} {lim.cpu_s} {lim.memory_mb} {lim.fsize_mb} "
+               f"{lim.nofile} {lim.nproc} {','.join(map(str, targets))} {workdir}")
+        _send(self.sock, req.encode(), [fds[t] for t in targets])
         while True:
             msg, got = _recv(self.sock)
-            if msg is None:
+            if not msg:
                 raise RuntimeError("zygote died")
-            if "exit" in msg:
-                self.exits[msg["exit"]] = msg["status"]
+            kind, a, b = msg.split(b" ", 2)
+            if kind == b"x":
+                self.exits[int(a)] = int(b)
                 continue
-            if msg.get("token") != token:
+            if int(a) != token:
+                for fd in got:
+                    os.close(fd)
                 continue
-            if "error" in msg:
-                raise OSError(msg["error"])
-            return msg["pid"], (got[0] if got else None)
+            if kind == b"e":
+                raise OSError(b.decode(errors="replace"))
+            return int(b), (got[0] if got else None)
 
     def drain(self) -> None:
         """Read every pending exit report (call when the socket is readable)."""
@@ -179,12 +188,13 @@ class ZygoteClient:
                 msg, got = _recv_nowait(self.sock)
             except BlockingIOError:
                 return
-            if msg is None:
+            if not msg:
                 raise RuntimeError("zygote died")
             for fd in got:
                 os.close(fd)
-            if "exit" in msg:
-                self.exits[msg["exit"]] = msg["status"]
+            kind, a, b = msg.split(b" ", 2)
+            if kind == b"x":
+                self.exits[int(a)] = int(b)
 
     def close(self) -> None:
         try:
