@@ -119,6 +119,7 @@ class Worker:
         self.zyg = ZygoteClient(caps)
         self.checker: Checker | None = None  # started by the first assert job
         self.n = 0
+        self.devnull = os.open(os.devnull, os.O_RDONLY)  # stdin of call/assert programs: EOF at once
         if caps.root:
             self.uid_program, self.uid_checker = sandbox.UID_BASE + 2 * slot, sandbox.UID_BASE + 2 * slot + 1
         else:
@@ -137,6 +138,8 @@ class Worker:
               rpc: tuple[int, int] | None = None, worker_rpc: bool = False) -> Proc:
         """rpc: (read fd, write fd) given to the child as 5 and 6 (a peer's pipes); worker_rpc: make them ours."""
         passed = {5: rpc[0], 6: rpc[1]} if rpc else {}
+        if role != "stdio":
+            passed[0] = self.devnull
         return self.spawn_with(role, workdir, uid, limits, passed, stdio=True, worker_rpc=worker_rpc)
 
     def spawn_with(self, role: str, workdir: str, uid: int | None, limits: sandbox.Limits, passed: dict[int, int],
@@ -154,7 +157,8 @@ class Worker:
             mine.append(its)
 
         if stdio:
-            pipe("stdin", 0, True)
+            if 0 not in passed:
+                pipe("stdin", 0, True)
             pipe("stdout", 1, False, STDOUT_CAP)
             pipe("stderr", 2, False, STDERR_CAP)
             pipe("task", 3, True)
@@ -336,7 +340,6 @@ class Worker:
                 started.append(p)
                 p.write("task", task)
                 p.close_writer("task")
-                p.close_writer("stdin")
             p.write("rpc_out", (codec.dumps({"fn": tests["fn_name"], "args": case["args"]}) + "\n").encode())
             rpc = p.s["rpc_in"]
             ok = self.pump([p], lambda: b"\n" in rpc.buf or p.status is not None or rpc.eof,
@@ -420,7 +423,6 @@ class Worker:
                 os.close(fd)
         prog.write("task", harness.encode_program(job["program"]))
         prog.close_writer("task")
-        prog.close_writer("stdin")
         verdict = None
 
         def decided() -> bool:
