@@ -267,6 +267,14 @@ class Limits:
     nproc: int = 32
 
 
+def trim_heap() -> None:
+    """Return free malloc memory to the kernel (glibc malloc_trim; ~0.9 MB of the zygote's ~11 MB). No-op elsewhere."""
+    try:
+        _libc.malloc_trim(0)
+    except AttributeError:
+        pass
+
+
 def vm_size_bytes() -> int:
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     try:
