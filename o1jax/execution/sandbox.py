@@ -208,7 +208,10 @@ def finish_service_mounts(caps: Capabilities) -> None:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4].replace("\\040", " ") for line in f]
     for mp in points:
-        if mp == JOB_ROOT:
+        if mp == JOB_ROOT or (mp == "/proc" and not caps.root):
+            # Not root: every program enters a nested user namespace, which means writing its own
+            # /proc/self/{setgroups,uid_map,gid_map}. Nothing else there is writable for it: it holds no capability
+            # outside that empty namespace (sysctls belong to the service's or the host's namespaces).
             continue
         try:
             st = os.statvfs(mp)
@@ -302,6 +305,21 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
+PRIVATE_TMP = "size=64m,nr_inodes=4096"  # the tmpfs of one process's own JOB_ROOT when not root
+
+
+def _private_workdir(workdir: str) -> None:
+    """Not root, every program and checker runs as the service's one uid, so file permissions cannot keep one job out
+    of another's directory (an owner may chmod and delete). Instead each process gets its own mount namespace with a
+    fresh tmpfs over JOB_ROOT that holds nothing but its working directory, then a second, nested user namespace: its
+    copy of those mounts is locked, so the tmpfs cannot be unmounted to reveal JOB_ROOT, and it holds no capability
+    over anything of the service's (mounts, namespaces, files)."""
+    _setup_userns(0, 0, CLONE_NEWUSER | CLONE_NEWNS)
+    mount("tmpfs", JOB_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711," + PRIVATE_TMP)
+    os.mkdir(workdir, 0o700)
+    _setup_userns(0, 0, CLONE_NEWUSER | CLONE_NEWNS)
+
+
 def enter_zygote_limits(caps: Capabilities, preset: Limits) -> None:
     """Once, in the zygote: what every sandboxed process gets anyway, so its children inherit it instead of each
     setting it (no new privileges, no core dumps, file-size, open-file and, as root, process-count limits). None of
@@ -326,20 +344,21 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _close_all_but(set(keep_fds) | {0, 1, 2})  # every inherited descriptor we did not pass on purpose
-    os.chdir(workdir)
-    if caps.namespaces and not caps.root:
-        # A nested user namespace: we keep our (mapped) uid but lose every capability over the service's mounts.
-        _setup_userns(0, 0, CLONE_NEWUSER)
+    shared_uid = caps.namespaces and not caps.root
+    if shared_uid:
+        _private_workdir(workdir)
     elif caps.root and uid is not None:
         os.setgroups([])
         os.setgid(uid)
         os.setresuid(uid, uid, uid)
+    os.chdir(workdir)
     rl = resource
     if preset is None:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         rl.setrlimit(rl.RLIMIT_CORE, (0, 0))
-    if checker:
-        prctl(PR_SET_DUMPABLE, 0)  # the program may share our uid (non-root mode): no ptrace, no /proc/pid/mem
+    if checker or shared_uid:
+        # Processes sharing one uid could otherwise read and write each other's memory (/proc/PID/mem, ptrace).
+        prctl(PR_SET_DUMPABLE, 0)
     if limits.cpu_s:  # 0: none (the long-lived checker; the worker's wall-clock limit still applies per job)
         rl.setrlimit(rl.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
     if preset is None or preset.fsize_mb != limits.fsize_mb:
