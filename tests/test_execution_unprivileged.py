@@ -44,6 +44,9 @@ SCENARIO = textwrap.dedent(r'''
     """
     check = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
     eq = "class Y:\n    def __eq__(s, o): return True\ndef add(a, b):\n    return Y()\n"
+    forks = ("import os, time\nn = 0\nfor _ in range(300):\n    try:\n        pid = os.fork()\n"
+             "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n"
+             "    n += 1\ndef add(a, b):\n    return n\n")
     out = {}
     try:
         with ExecutionService(workers=2) as svc:
@@ -51,6 +54,8 @@ SCENARIO = textwrap.dedent(r'''
             jobs = [{"id": f"p{i}", "program": probe, "tests": {"kind": "assert", "code": check, "entry_point": "add"}}
                     for i in range(4)]
             jobs.append({"id": "eq", "program": eq, "tests": {"kind": "assert", "code": check, "entry_point": "add"}})
+            jobs.append({"id": "forks", "program": forks, "tests": {"kind": "assert", "entry_point": "add",
+                         "code": "def check(candidate):\n    assert candidate(0, 0) < 40, candidate(0, 0)\n"}})
             jobs.append({"id": "io", "program": "print(int(input()) * 2)",
                          "tests": {"kind": "stdio", "cases": [{"input": "3", "output": "6"}]}})
             out["results"] = {r["id"]: [r["status"], r["cases"][0]["error"] if r["cases"] else None]
@@ -87,4 +92,5 @@ def test_service_as_an_ordinary_user():
     res = got["results"]
     assert all(res[f"p{i}"] == ["passed", None] for i in range(4)), res
     assert res["eq"][0] != "passed", res
+    assert res["forks"] == ["passed", None], res  # RLIMIT_NPROC holds inside the job's own user namespace
     assert res["io"] == ["passed", None], res

@@ -144,7 +144,22 @@ def probe() -> Capabilities:
                             "user namespace; checker is made non-dumpable instead)")
         if caps.userns:
             caps.missing.pop()  # a user namespace with dropped capabilities is the accepted non-root design
+            if not _nproc_per_userns():
+                caps.missing.append("process-count limit (before Linux 5.14 RLIMIT_NPROC counts every process of "
+                                    "the service's user, so it cannot bound one program; a fork bomb is stopped only "
+                                    "by the wall-clock limit)")
     return caps
+
+
+def _nproc_per_userns() -> bool:
+    """Linux 5.14+ counts RLIMIT_NPROC per (user namespace, uid), so a limit set inside a program's own user
+    namespace bounds that program's processes only."""
+    import platform
+    try:
+        major, minor = (int(x) for x in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
 
 
 def _setup_userns(uid: int, gid: int, flags: int) -> None:
@@ -365,7 +380,8 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
         rl.setrlimit(rl.RLIMIT_FSIZE, (limits.fsize_mb << 20,) * 2)
     if preset is None or preset.nofile != limits.nofile:
         rl.setrlimit(rl.RLIMIT_NOFILE, (limits.nofile,) * 2)
-    if caps.root and (preset is None or preset.nproc != limits.nproc):
+    if shared_uid or (caps.root and (preset is None or preset.nproc != limits.nproc)):
+        # root: counted per unprivileged uid; not root: per this process's own user namespace (see probe)
         rl.setrlimit(rl.RLIMIT_NPROC, (limits.nproc,) * 2)
     # Memory is relative to what this interpreter already maps, so the limit means the same on every host.
     mem = (vm_base if vm_base is not None else vm_size_bytes()) + (limits.memory_mb << 20)
