@@ -1,5 +1,6 @@
 """Execution service: the JSON contract, the three test kinds, compile check, rewards, CLI."""
 import json
+import os
 import subprocess
 import sys
 
@@ -136,3 +137,15 @@ def test_each_program_gets_its_own_random_stream(svc):
         {"input": "", "output": ""}]}}
     outs = {r["cases"][0]["output"] for r in svc.run([{"id": str(i), **job} for i in range(6)])}
     assert len(outs) == 6, outs
+
+
+def test_rehearsal_leaves_the_harness_as_it_was():
+    """The zygote rehearses a program process's work (harness.rehearse) before forking; afterwards the harness must
+    point at the real descriptors again and stdin must be the zygote's."""
+    from o1jax.execution import harness
+    before = (harness.TASK, harness.REPORT, harness.RPC_IN, harness.RPC_OUT, sys.stdin)
+    fds = len(os.listdir("/proc/self/fd"))
+    harness.rehearse(rounds=3)
+    after = (harness.TASK, harness.REPORT, harness.RPC_IN, harness.RPC_OUT, sys.stdin)
+    assert after == before == (3, 4, 5, 6, sys.stdin)
+    assert len(os.listdir("/proc/self/fd")) == fds  # every pipe closed

@@ -309,6 +309,37 @@ def _recv_job(ctl) -> tuple[dict | None, list[int]]:
     return json.loads(buf), list(fds)
 
 
+def rehearse(rounds: int = 48) -> None:
+    """In the zygote, before any fork: run what a program process runs (read its source, compile and load it, answer
+    describe and call requests, both argument styles) on a trusted stand-in, over pipes. CPython 3.11 quickens and
+    specialises bytecode in place and caches attribute lookups as code runs; done here once, a child only reads that
+    state instead of writing it into pages it shares with the zygote: fewer copy-on-write page faults per program."""
+    global TASK, REPORT, RPC_IN, RPC_OUT
+    saved = TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin
+    stand_in = "import math\ndef f(x, y=1):\n    return [x, y, (x, 2.5), {'k': {x}}, None, True]\nK = [1, 2]\n"
+    calls = [([3], {}), (["a"], {"y": 2}), ([[1, [2]], (3,)], {})]
+    try:
+        for i in range(rounds):
+            plain = i % 3 == 0
+            task, report, rpc_in, rpc_out = os.pipe(), os.pipe(), os.pipe(), os.pipe()
+            TASK, REPORT, RPC_IN, RPC_OUT = task[0], report[1], rpc_in[0], rpc_out[1]
+            os.write(task[1], encode_program(stand_in))
+            os.close(task[1])
+            msgs = [{"describe": ["f", "math", "K", "g"]}] + [
+                {"fn": "f", "args": args if plain else codec.encode(args), "kwargs": codec.encode(kw)}
+                for args, kw in calls]
+            os.write(rpc_in[1], b"".join((json.dumps(m) + "\n").encode() for m in msgs))
+            os.close(rpc_in[1])
+            serve(plain)
+            for fd in (report[1], rpc_in[0], rpc_out[1]):
+                os.close(fd)
+            for fd in (report[0], rpc_out[0]):
+                LineReader(fd).readline()
+                os.close(fd)
+    finally:
+        TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin = saved
+
+
 ROLES = {"stdio": run_stdio, "call": lambda: serve(True), "serve": lambda: serve(False), "check": check_server}
 
 

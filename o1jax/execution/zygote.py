@@ -62,6 +62,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
     sandbox.scrub_environment()  # children then only add HOME and TMPDIR
     sandbox.enter_zygote_limits(caps, PRESET)
     harness.prepare_stdio()  # the objects every program gets as sys.stdin/stdout/stderr over its fds 0-2
+    harness.rehearse()  # quicken and specialise the program process's bytecode here, once, not in every child
     import gc
     gc.collect()
     gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
