@@ -1,5 +1,6 @@
 """Hostile programs: none may pass, the service keeps working, and nothing a job started outlives it."""
 import os
+import signal
 import socket
 import threading
 import time
@@ -213,3 +214,7 @@ def test_checker_is_kept_only_while_nothing_can_have_changed_it():
         assert t["status"] == "timeout", t
         assert one.run([_job("d", good, honest)])[0]["status"] == "passed"
         assert _sandbox_processes("program", one) == [] and len(_sandbox_processes("checker", one)) == 1
+        os.kill(_sandbox_processes("checker", one)[0], signal.SIGKILL)  # dies between jobs: replaced, job unharmed
+        time.sleep(0.2)
+        assert one.run([_job("e", good, honest)])[0]["status"] == "passed"
+        assert len(_sandbox_processes("checker", one)) == 1

@@ -407,6 +407,7 @@ class Worker:
         k2c_r, k2c_w = os.pipe()
         c2k_r, c2k_w = os.pipe()
         limits = self._limits(job, job["timeout_s"] + 1)
+        prog = None
         try:
             prog = self.spawn("serve", wd_prog, self.uid_program, limits, rpc=(k2c_r, c2k_w))
             for attempt in (0, 1):  # a checker that ended between jobs is replaced once
@@ -418,6 +419,10 @@ class Worker:
                     self.drop_checker()
                     if attempt:
                         raise
+        except BaseException:
+            if prog is not None:  # no checker: the program must not outlive this job, nor its pipes leak
+                self.finish([prog])
+            raise
         finally:
             for fd in (k2c_r, k2c_w, c2k_r, c2k_w):
                 os.close(fd)
