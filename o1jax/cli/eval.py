@@ -30,7 +30,8 @@ def add_parser(sub):
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out DIR (same command and overrides): its finished "
                         "batches are kept, the rest run with the same seeds")
-    p.add_argument("--workers", type=int, default=None, help="execution sandbox workers (default: two per host core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="execution sandbox workers (default: one per host core; twice that if many programs time out)")
     p.add_argument("--allow-weaker-sandbox", action="store_true",
                    help="run even where a sandbox protection is unavailable on this host (said once at start)")
     p.add_argument("--config", default=None, help="TOML file with an [eval] section")

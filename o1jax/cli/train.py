@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
                                         "checkpoint, data, eval)")
         if kind == "ppo":
             k.add_argument("--workers", type=int, default=None,
-                           help="execution-service workers (default: two per core)")
+                           help="execution-service workers (default: one per core)")
             k.add_argument("--allow-weaker-sandbox", action="store_true",
                            help="run even where a sandbox protection is unavailable on this host")
         k.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
