@@ -291,14 +291,11 @@ def check_server() -> int:
 
 def _recv_job(ctl) -> tuple[dict | None, list[int]]:
     """One newline-terminated JSON job and the descriptors sent with it; (None, []) at EOF."""
-    import array
     import socket
-    buf, fds = bytearray(), array.array("i")
+    buf, fds = bytearray(), []
     while not buf.endswith(b"\n"):
-        data, anc, _, _ = ctl.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize))
-        for level, typ, raw in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(raw[:len(raw) - (len(raw) % fds.itemsize)])
+        data, anc, _, _ = ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16))
+        fds += received_fds(anc)
         if not data:
             for fd in fds:
                 os.close(fd)
@@ -306,7 +303,18 @@ def _recv_job(ctl) -> tuple[dict | None, list[int]]:
         buf += data
         if len(buf) > MAX_LINE:
             raise ValueError("message too long")
-    return json.loads(buf), list(fds)
+    return json.loads(buf), fds
+
+
+def received_fds(ancillary) -> list[int]:
+    """The descriptors passed by SCM_RIGHTS in a recvmsg's ancillary data."""
+    import array
+    import socket
+    fds = array.array("i")
+    for level, typ, data in ancillary:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+    return list(fds)
 
 
 def rehearse(rounds: int = 48) -> None:

@@ -8,6 +8,7 @@ No JAX here, and nothing heavier than the standard library.
 """
 from __future__ import annotations
 
+import _thread
 import ctypes
 import os
 import resource
@@ -72,7 +73,6 @@ def clone_process(flags: int) -> int:
     consistent: CPython's after-fork reinitialisation (other threads' locks, thread states, at-fork hooks) has
     nothing to repair and is skipped. It cost ~0.2 ms and ~70 copy-on-write page faults per child. Its one hook that
     matters here, re-seeding `random`, the zygote does itself before each clone."""
-    import _thread
     threaded = _thread._count() > 0
     pid = _check(_clone_holding_gil(_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0))
     if pid == 0 and threaded:
@@ -350,12 +350,12 @@ def enter_zygote_limits(caps: Capabilities, preset: Limits) -> None:
 
 
 def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits: Limits,
-                      keep_fds: tuple[int, ...], checker: bool = False, vm_base: int | None = None,
-                      preset: Limits | None = None) -> None:
-    """In a freshly cloned process, before any job data arrives: lose every privilege, then limit resources.
-    vm_base: the address-space size of the process we were forked from (measured there just before the fork, so the
-    child does not have to open /proc); the memory limit is relative to it. preset: the limits the zygote already
-    applied with enter_zygote_limits (inherited; only differences are set here)."""
+                      keep_fds: tuple[int, ...], vm_base: int, preset: Limits, checker: bool = False) -> None:
+    """In a process freshly cloned by the zygote, before any job data arrives: lose every privilege, then limit
+    resources. It inherits what enter_zygote_limits set with `preset` (no new privileges, no core dumps, those
+    limits) and the zygote's job environment; only this job's differences are set here. vm_base: the zygote's
+    address-space size (measured there, so the child does not have to open /proc); the memory limit is relative to
+    it."""
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _close_all_but(set(keep_fds) | {0, 1, 2})  # every inherited descriptor we did not pass on purpose
@@ -368,26 +368,20 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
         os.setresuid(uid, uid, uid)
     os.chdir(workdir)
     rl = resource
-    if preset is None:
-        prctl(PR_SET_NO_NEW_PRIVS, 1)
-        rl.setrlimit(rl.RLIMIT_CORE, (0, 0))
     if checker or shared_uid:
         # Processes sharing one uid could otherwise read and write each other's memory (/proc/PID/mem, ptrace).
         prctl(PR_SET_DUMPABLE, 0)
     if limits.cpu_s:  # 0: none (the long-lived checker; the worker's wall-clock limit still applies per job)
         rl.setrlimit(rl.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-    if preset is None or preset.fsize_mb != limits.fsize_mb:
+    if preset.fsize_mb != limits.fsize_mb:
         rl.setrlimit(rl.RLIMIT_FSIZE, (limits.fsize_mb << 20,) * 2)
-    if preset is None or preset.nofile != limits.nofile:
+    if preset.nofile != limits.nofile:
         rl.setrlimit(rl.RLIMIT_NOFILE, (limits.nofile,) * 2)
-    if shared_uid or (caps.root and (preset is None or preset.nproc != limits.nproc)):
+    if shared_uid or (caps.root and preset.nproc != limits.nproc):
         # root: counted per unprivileged uid; not root: per this process's own user namespace (see probe)
         rl.setrlimit(rl.RLIMIT_NPROC, (limits.nproc,) * 2)
     # Memory is relative to what this interpreter already maps, so the limit means the same on every host.
-    mem = (vm_base if vm_base is not None else vm_size_bytes()) + (limits.memory_mb << 20)
+    mem = vm_base + (limits.memory_mb << 20)
     rl.setrlimit(rl.RLIMIT_AS, (mem, mem))
-    env = os.environ
-    if preset is None and (len(env) != len(JOB_ENV) or any(env.get(k) != v for k, v in JOB_ENV.items())):
-        scrub_environment()  # not started from a scrubbed zygote: start from nothing here
-    env["HOME"] = env["TMPDIR"] = workdir
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     sys.dont_write_bytecode = True

@@ -17,7 +17,7 @@ import select
 import signal
 import socket
 
-from o1jax.execution import sandbox
+from o1jax.execution import harness, sandbox
 
 MAX_FDS = 8
 _ANC = socket.CMSG_SPACE(MAX_FDS * 4)
@@ -29,11 +29,7 @@ _ANC = socket.CMSG_SPACE(MAX_FDS * 4)
 
 def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
     msg, anc, _, _ = sock.recvmsg(4096, _ANC)
-    fds = array.array("i")
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
+    return msg, harness.received_fds(anc)
 
 
 def _send(sock: socket.socket, msg: bytes, fds: list[int] = ()) -> None:
@@ -58,7 +54,6 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
     import importlib
     for name in WARM_MODULES:
         importlib.import_module(name)
-    from o1jax.execution import harness
     sandbox.scrub_environment()  # children then only add HOME and TMPDIR
     sandbox.enter_zygote_limits(caps, PRESET)
     harness.prepare_stdio()  # the objects every program gets as sys.stdin/stdout/stderr over its fds 0-2
@@ -124,7 +119,6 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
 
 
 def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
-    from o1jax.execution import harness  # noqa: WPS433 (already imported by the zygote)
     try:
         _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir = req.decode().split(" ", 9)
         targets = [int(t) for t in targets.split(",")]
@@ -135,7 +129,7 @@ def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
             os.dup2(fd, target)
         limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
         sandbox.enter_job_sandbox(caps, None if uid == "-" else int(uid), workdir, limits, tuple(targets),
-                                  checker=role == "check", vm_base=vm_base, preset=PRESET)
+                                  vm_base=vm_base, preset=PRESET, checker=role == "check")
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
