@@ -149,3 +149,48 @@ def test_rehearsal_leaves_the_harness_as_it_was():
     after = (harness.TASK, harness.REPORT, harness.RPC_IN, harness.RPC_OUT, sys.stdin)
     assert after == before == (3, 4, 5, 6, sys.stdin)
     assert len(os.listdir("/proc/self/fd")) == fds  # every pipe closed
+
+
+def test_big_jobs_and_big_results_do_not_stall_the_queue():
+    """A worker holds its next job while it runs one; a job too big for the pipe must wait until the worker is idle,
+    or the service's write and the worker's write of a big result would block each other for good."""
+    pad = "#" + "x" * (100 << 10) + "\n"  # a 100 KB job line
+    job = {"program": pad + "print('y' * 5000)", "tests": {"kind": "stdio", "cases": [
+        {"input": "", "output": "y" * 5000}] * 30}}  # a result of 30 x 4 KB of shown output
+    with ExecutionService(workers=1) as s:
+        futures = s.submit([{"id": str(i), **job} for i in range(4)])
+        res = [f.result(timeout=120) for f in futures]
+    assert [r["status"] for r in res] == ["passed"] * 4
+    assert len(json.dumps(res[0])) > 100 << 10
+
+
+def test_programs_compile_as_python_would(svc):
+    """No __future__ flag of the harness reaches a program: annotations are evaluated, as under `python prog.py`
+    (PEP 563 would leave the string 'int'), in every kind, whoever compiles it (program process or checker)."""
+    prog = "def f(x: int) -> int:\n    return f.__annotations__['x'] is int\n"
+    stdio, call, asserted = svc.run([
+        {"id": "s", "program": prog + "print(f(1))", "tests": {"kind": "stdio", "cases": [
+            {"input": "", "output": "True"}]}},
+        {"id": "c", "program": prog, "tests": {"kind": "call", "fn_name": "f", "cases": [
+            {"args": [1], "expected": True}]}},
+        _assert_job("a", prog, "def check(c):\n    assert c(1) is True\n")])
+    assert [stdio["status"], call["status"], asserted["status"]] == ["passed"] * 3, (stdio, call, asserted)
+
+
+def test_values_cross_with_their_types_both_ways(svc):
+    """Arguments reach the program as the test built them (tuples, sets, dicts with tuple keys, bytes, complex,
+    nested), and come back decoded into fresh builtins of the same types."""
+    prog = "def f(*a, **k):\n    return [a, k, [type(x).__name__ for x in a]]\n"
+    code = ("def check(c):\n    args = ((1, 2), {3}, frozenset([4]), {(5, 6): [7]}, b'\\x00', 1j, float('inf'))\n"
+            "    a, k, names = c(*args, key='v')\n    assert a == args and k == {'key': 'v'}, (a, k)\n"
+            "    assert names == ['tuple', 'set', 'frozenset', 'dict', 'bytes', 'complex', 'float'], names\n")
+    r = svc.run([_assert_job("t", prog, code)])[0]
+    assert r["status"] == "passed", r
+
+
+def test_repeated_test_code_judges_each_program_afresh(svc):
+    """The checker compiles a test source once and reuses the code object: each job still runs it in fresh
+    globals, so state one job's test run leaves (here a module-level counter) never reaches the next."""
+    code = "seen = []\ndef check(c):\n    seen.append(1)\n    assert len(seen) == 1\n    assert c(2) == 4\n"
+    res = svc.run([_assert_job(str(i), f"def f(x): return x * {2 if i % 2 else 3}", code) for i in range(6)])
+    assert [r["status"] for r in res] == ["failed", "passed"] * 3, res

@@ -39,11 +39,13 @@ class Checker:
         self.sock.settimeout(5.0)  # it is idle and reading when a job is sent; a stuck checker is replaced
         self._token = 0
 
-    def send(self, code: str, entry_point: str, rpc_fds: tuple[int, int]) -> int:
-        """Start one job: the test code, and the checker's ends of the two RPC pipes (read, write). Returns the job's
-        token, or raises OSError when the checker is gone (the caller replaces it)."""
+    def send(self, program: str, code: str, entry_point: str, rpc_fds: tuple[int, int]) -> int:
+        """Start one job: the program's source (the checker compiles it and sends the program process its code
+        object), the test code, and the checker's ends of the two RPC pipes (read, write). Returns the job's token, or
+        raises OSError when the checker is gone (the caller replaces it)."""
         self._token += 1
-        line = (json.dumps({"token": self._token, "code": code, "entry_point": entry_point}) + "\n").encode()
+        line = (json.dumps({"token": self._token, "program": program, "code": code, "entry_point": entry_point})
+                + "\n").encode()
         n = self.sock.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", rpc_fds))])
         if n < len(line):
             self.sock.sendall(line[n:])

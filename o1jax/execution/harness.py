@@ -1,15 +1,20 @@
 """What runs inside a sandboxed process, after `enter_job_sandbox` and before/around the untrusted program.
 
-Fixed descriptors: 0 stdin, 1 stdout, 2 stderr, 3 TASK (read; the program's source, sent only after the fork, so
+Fixed descriptors: 0 stdin, 1 stdout, 2 stderr, 3 TASK (read; a stdio program's source, sent only after the fork, so
 the zygote never holds any job's data), 4 REPORT (write; to the worker), 5 RPC_IN, 6 RPC_OUT (call and assert kinds).
 Nothing a program process writes is taken as proof of passing: the worker (stdio, call) or a separate checker process
 that never runs program code (assert) decides.
+
+The RPC wire: requests into a program process are marshal frames (a 4-byte length, then marshal data), written only
+by trusted processes (worker, checker); replies out of it are JSON lines, the one format those trusted processes
+parse from an untrusted sender (marshal is not safe to load from one).
 """
 from __future__ import annotations
 
 import builtins
 import io
 import json
+import marshal
 import os
 import sys
 import traceback
@@ -40,10 +45,52 @@ class LineReader:
             self.buf += chunk
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not a new one per message
+
+
 def send(fd: int, msg: dict) -> None:
-    data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+    """One JSON line (every message a program process or checker sends to a trusted reader)."""
+    _write_all(fd, (_ENCODE(msg) + "\n").encode())
+
+
+def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
+
+
+def frame(obj) -> bytes:
+    """One marshal frame for a program process (from a trusted sender only). Raises ValueError for a value marshal
+    cannot carry (only builtin data types and code objects cross)."""
+    data = marshal.dumps(obj)
+    return len(data).to_bytes(4, "little") + data
+
+
+def send_frame(fd: int, obj) -> None:
+    _write_all(fd, frame(obj))
+
+
+class FrameReader:
+    """A program process's side of send_frame."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buf = fd, bytearray()
+
+    def read(self):
+        """The next frame's value, or None at EOF."""
+        while True:
+            if len(self.buf) >= 4:
+                end = 4 + int.from_bytes(self.buf[:4], "little")
+                if len(self.buf) >= end:
+                    data = bytes(self.buf[4:end])
+                    del self.buf[:end]
+                    return marshal.loads(data)
+                want = end - len(self.buf)
+            else:
+                want = 1 << 16
+            chunk = os.read(self.fd, max(want, 1 << 16))
+            if not chunk:
+                return None
+            self.buf += chunk
 
 
 def prepare_stdio() -> None:
@@ -82,15 +129,31 @@ def _exc_info(e: BaseException) -> dict:
     return {"exc": type(e).__name__, "msg": str(e)[:500]}
 
 
-def _compile_and_load(src: str, name: str) -> dict | None:
-    """Compile and run the module body; report compiled (syntax/import failure => false) to the worker.
+def compile_program(src: str):
+    """The program's code object, compiled as `python program.py` would (no __future__ flag of ours leaks in).
+    Raises SyntaxError, ValueError (null bytes), MemoryError, RecursionError, OverflowError."""
+    return compile(src, "<program>", "exec", dont_inherit=True)
+
+
+_CODE = type(compile_program.__code__)
+
+
+def _compile_and_load(program, name: str) -> dict | None:
+    """Run the module body of `program`: source (compiled here; compiled true/false reported to the worker) or a code
+    object the checker compiled (it reports compile failures). An import failure also means compiled = false.
     Returns the module globals, or None after reporting a failure."""
-    try:
-        code = compile(src, "<program>", "exec")
-    except BaseException as e:  # SyntaxError, ValueError (null bytes), MemoryError, RecursionError
-        send(REPORT, {"compiled": False, **_exc_info(e)})
+    if type(program) is str:
+        try:
+            code = compile_program(program)
+        except BaseException as e:
+            send(REPORT, {"compiled": False, **_exc_info(e)})
+            return None
+        os.write(REPORT, _COMPILED)
+    elif type(program) is _CODE:
+        code = program
+    else:
+        send(REPORT, {"phase": "load", "exc": "ProtocolError", "msg": "no program"})
         return None
-    os.write(REPORT, _COMPILED)
     g = {"__name__": name, "__builtins__": builtins}
     try:
         exec(code, g)
@@ -133,23 +196,25 @@ def _resolve(g: dict, name: str):
     return None
 
 
-def serve(plain_args: bool) -> int:
-    """Run the program's module body, then answer call requests on RPC_IN/RPC_OUT until EOF.
-    plain_args: the call kind sends plain JSON args; the assert kind sends tagged values."""
-    program = _read_program()
+def serve() -> int:
+    """The call and assert kinds' program process. The first frame on RPC_IN is the program (its source, or the code
+    object the checker compiled), then requests until EOF: ("describe", names) and ("call", name, args, kwargs).
+    Replies are JSON lines on RPC_OUT; return values travel codec-encoded."""
     sys.stdin = io.StringIO("")
+    frames = FrameReader(RPC_IN)
+    program = frames.read()
+    if program is None:  # the checker found nothing to run (a compile error): nothing to report
+        return 0
     g = _compile_and_load(program, "__program__")
     if g is None:
         return 1
-    reader = LineReader(RPC_IN)
     while True:
-        line = reader.readline()
-        if line is None:
+        req = frames.read()
+        if req is None:
             return 0
-        req = json.loads(line)
-        if "describe" in req:
+        if req[0] == "describe":
             names = {}
-            for n in req["describe"]:
+            for n in req[1]:
                 v = g.get(n)
                 if n not in g:
                     names[n] = None
@@ -164,12 +229,11 @@ def serve(plain_args: bool) -> int:
                         names[n] = None
             send(RPC_OUT, {"names": names})
             continue
-        fn = _resolve(g, req["fn"])
+        _, name, args, kwargs = req
+        fn = _resolve(g, name)
         try:
             if fn is None:
-                raise NameError(f"name {req['fn']!r} is not defined")
-            args = req["args"] if plain_args else codec.decode(req["args"])
-            kwargs = codec.decode(req.get("kwargs", {"d": []}))
+                raise NameError(f"name {name!r} is not defined")
             value = fn(*args, **kwargs)
             reply = {"ok": codec.encode(value)}
         except BaseException as e:  # the program's exception is data for the judge, never a verdict
@@ -193,29 +257,34 @@ class RemoteError(Exception):
 
 
 def _run_check(task: dict, rpc_in: int, rpc_out: int) -> dict:
-    """One job's test code (HumanEval `check(candidate)`), with `candidate` and any program-defined helper replaced
-    by proxies that call into the program process (over rpc_in/rpc_out) and get back decoded builtin values. The
-    checker never executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged
+    """One job: compile the program (a compile failure is this job's verdict) and send its code object to the program
+    process, then run the test code (HumanEval `check(candidate)`) with `candidate` and any program-defined helper
+    replaced by proxies that call into the program process (over rpc_out/rpc_in) and get back decoded builtin values.
+    The checker never executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged
     __eq__, writes to any fd) can make check() return. Returns the verdict: pass only when check() returned."""
     reader = LineReader(rpc_in)
 
-    def rpc(msg):
-        send(rpc_out, msg)
+    def rpc(req):
+        send_frame(rpc_out, req)
         line = reader.readline()
         if line is None:
             raise RuntimeError("program process ended")
         return json.loads(line)
 
     try:
-        code = compile(task["code"], "<tests>", "exec")
+        try:
+            program = compile_program(task["program"])
+        except BaseException as e:
+            return {"verdict": "fail", "compiled": False, "clean": _clean(e), **_exc_info(e)}
+        send_frame(rpc_out, program)
+        code, names = _test_code(task["code"])
         entry = task["entry_point"]
-        names = sorted(_global_names(code) - set(dir(builtins)) | {entry})
-        described = rpc({"describe": names})["names"]
+        described = rpc(("describe", sorted(names | {entry})))["names"]
         g = {"__name__": "__check__", "__builtins__": builtins}
 
         def proxy(name):
             def call(*args, **kwargs):
-                r = rpc({"fn": name, "args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)})
+                r = rpc(("call", name, list(args), kwargs))
                 if "ok" in r:
                     return codec.decode(r["ok"])
                 exc = getattr(builtins, str(r.get("exc")), None)
@@ -245,11 +314,33 @@ def _run_check(task: dict, rpc_in: int, rpc_out: int) -> dict:
             raise NameError("the test code defines no check()")
         g["check"](g[entry])
     except BaseException as e:
-        # A clean failure leaves the checker as it was; MemoryError, RecursionError, SystemExit, KeyboardInterrupt
-        # and the like may not, so the worker replaces the checker after them.
-        clean = isinstance(e, Exception) and not isinstance(e, (MemoryError, RecursionError))
-        return {"verdict": "fail", "clean": clean, **_exc_info(e)}
+        return {"verdict": "fail", "clean": _clean(e), **_exc_info(e)}
     return {"verdict": "pass", "clean": True}
+
+
+def _clean(e: BaseException) -> bool:
+    """A clean failure leaves the checker as it was; MemoryError, RecursionError, SystemExit, KeyboardInterrupt and
+    the like may not, so the worker replaces the checker after them."""
+    return isinstance(e, Exception) and not isinstance(e, (MemoryError, RecursionError))
+
+
+_TESTS: dict[str, tuple] = {}  # test source -> (code, the global names it uses): jobs repeat tests (RL, pass@k)
+TESTS_CACHED, TEST_CACHE_MAX_CHARS = 256, 1 << 18
+
+
+def _test_code(src: str) -> tuple:
+    """The test code compiled, and the non-builtin global names it refers to (asked of the program process).
+    Compiled once per distinct test source per checker (code objects are immutable: every job still execs it in
+    fresh globals)."""
+    hit = _TESTS.get(src)
+    if hit is None:
+        code = compile(src, "<tests>", "exec", dont_inherit=True)
+        hit = code, frozenset(_global_names(code) - set(dir(builtins)))
+        if len(src) <= TEST_CACHE_MAX_CHARS:
+            if len(_TESTS) >= TESTS_CACHED:
+                del _TESTS[next(iter(_TESTS))]  # the oldest
+            _TESTS[src] = hit
+    return hit
 
 
 CHECKS_PER_CHECKER = 500  # a checker is replaced after this many jobs (bounds any slow growth)
@@ -263,11 +354,12 @@ def _interpreter_state() -> tuple:
 
 def check_server() -> int:
     """The checker: one per worker slot, kept across jobs because it never runs program code, only test code and the
-    builtin values decoded from the program's replies. Each job arrives on CONTROL (a unix socket) as one JSON line
-    {"token", "code", "entry_point"} with the job's two RPC pipe ends attached (SCM_RIGHTS); the verdict goes to
-    REPORT tagged with the token. Every job runs in fresh globals; the checker asks to be replaced (and exits) after
-    any job that changed interpreter state (imports, builtins, recursion limit, trace hooks, sys.path), ended in an
-    error other than a failed check, or after CHECKS_PER_CHECKER jobs."""
+    builtin values decoded from the program's replies (it compiles the program, which runs none of it). Each job
+    arrives on CONTROL (a unix socket) as one JSON line {"token", "program", "code", "entry_point"} with the job's two
+    RPC pipe ends attached (SCM_RIGHTS); the verdict goes to REPORT tagged with the token. Every job runs in fresh
+    globals; the checker asks to be replaced (and exits) after any job that changed interpreter state (imports,
+    builtins, recursion limit, trace hooks, sys.path), ended in an error other than a failed check, or after
+    CHECKS_PER_CHECKER jobs."""
     import socket
     ctl = socket.socket(fileno=CONTROL)
     baseline = _interpreter_state()
@@ -318,27 +410,24 @@ def received_fds(ancillary) -> list[int]:
 
 
 def rehearse(rounds: int = 48) -> None:
-    """In the zygote, before any fork: run what a program process runs (read its source, compile and load it, answer
-    describe and call requests, both argument styles) on a trusted stand-in, over pipes. CPython 3.11 quickens and
+    """In the zygote, before any fork: run what a program process runs (read its program, as source and as a code
+    object, load it, answer describe and call requests) on a trusted stand-in, over pipes. CPython 3.11 quickens and
     specialises bytecode in place and caches attribute lookups as code runs; done here once, a child only reads that
     state instead of writing it into pages it shares with the zygote: fewer copy-on-write page faults per program."""
     global TASK, REPORT, RPC_IN, RPC_OUT
     saved = TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin
     stand_in = "import math\ndef f(x, y=1):\n    return [x, y, (x, 2.5), {'k': {x}}, None, True]\nK = [1, 2]\n"
-    calls = [([3], {}), (["a"], {"y": 2}), ([[1, [2]], (3,)], {})]
+    reqs = [("describe", ["f", "math", "K", "g"]), ("call", "f", [3], {}), ("call", "f", ["a"], {"y": 2}),
+            ("call", "f", [[1, [2]], (3,)], {})]
     try:
         for i in range(rounds):
-            plain = i % 3 == 0
-            task, report, rpc_in, rpc_out = os.pipe(), os.pipe(), os.pipe(), os.pipe()
-            TASK, REPORT, RPC_IN, RPC_OUT = task[0], report[1], rpc_in[0], rpc_out[1]
-            os.write(task[1], encode_program(stand_in))
-            os.close(task[1])
-            msgs = [{"describe": ["f", "math", "K", "g"]}] + [
-                {"fn": "f", "args": args if plain else codec.encode(args), "kwargs": codec.encode(kw)}
-                for args, kw in calls]
-            os.write(rpc_in[1], b"".join((json.dumps(m) + "\n").encode() for m in msgs))
+            report, rpc_in, rpc_out = os.pipe(), os.pipe(), os.pipe()
+            REPORT, RPC_IN, RPC_OUT = report[1], rpc_in[0], rpc_out[1]
+            send_frame(rpc_in[1], stand_in if i % 2 else compile_program(stand_in))
+            for req in reqs:
+                send_frame(rpc_in[1], req)
             os.close(rpc_in[1])
-            serve(plain)
+            serve()
             for fd in (report[1], rpc_in[0], rpc_out[1]):
                 os.close(fd)
             for fd in (report[0], rpc_out[0]):
@@ -348,7 +437,7 @@ def rehearse(rounds: int = 48) -> None:
         TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin = saved
 
 
-ROLES = {"stdio": run_stdio, "call": lambda: serve(True), "serve": lambda: serve(False), "check": check_server}
+ROLES = {"stdio": run_stdio, "serve": serve, "check": check_server}
 
 
 def child_main(role: str) -> None:

@@ -18,6 +18,12 @@ import tempfile
 from o1jax.execution import jobs, sandbox
 
 WORKERS_PER_CPU = 1
+# Jobs a worker holds at once: the one it runs and the next, so it never waits on this process between jobs (~2% on
+# HumanEval). The cost: at the end of a batch, a job may wait behind a slow one while another worker is idle.
+DEPTH = 2
+# A busy worker gets its next job only if that job's line fits in the pipe (64 KB on Linux, emptied by the worker
+# before it started its job): a write that blocked here while the worker blocks writing us its result would deadlock.
+PREFETCH_BYTES = 32 << 10
 
 
 def _write(data: bytes) -> None:
@@ -90,15 +96,18 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
 
     sel = selectors.DefaultSelector()
     sel.register(0, selectors.EVENT_READ, None)
-    idle = list(range(n_workers))
-    busy: dict[int, int] = {}  # slot -> seq
+    inflight = {i: collections.deque() for i in range(n_workers)}  # live slot -> seqs it holds, oldest first
     bufs = {i: b"" for i in range(n_workers)}
     for i, (_, _, rfd) in enumerate(slots):
         sel.register(rfd, selectors.EVENT_READ, i)
     queue: collections.deque[bytes] = collections.deque()
     inbuf, stdin_open = b"", True
-    while stdin_open or queue or busy:
-        while queue and idle:
+    while stdin_open or queue or any(inflight.values()):
+        while queue:
+            small = len(queue[0]) <= PREFETCH_BYTES
+            free = [i for i, held in inflight.items() if not held or (small and len(held) < DEPTH)]
+            if not free:
+                break
             line = queue.popleft()
             seq_s, _, raw = line.partition(b" ")
             seq = int(seq_s)
@@ -111,10 +120,10 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
                     jid = None
                 _emit({"seq": seq, "result": jobs.invalid_result(jid, f"invalid job: {e}")})
                 continue
-            slot = idle.pop()
-            busy[slot] = seq
+            slot = min(free, key=lambda i: len(inflight[i]))  # an idle worker first
+            inflight[slot].append(seq)
             _write_fd(slots[slot][1], (json.dumps({"seq": seq, "job": job}) + "\n").encode())
-        if not busy and not stdin_open and not queue:
+        if not any(inflight.values()) and not stdin_open and not queue:
             break
         for key, _ in sel.select(timeout=1.0):
             if key.data is None:
@@ -129,24 +138,21 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
                 continue
             slot = key.data
             chunk = os.read(key.fd, 1 << 20)
-            if not chunk:  # a worker died: its job gets sandbox_error; the slot is retired
+            if not chunk:  # a worker died: the jobs it held get sandbox_error; the slot is retired
                 sel.unregister(key.fd)
-                if slot in busy:
-                    _emit({"seq": busy.pop(slot), "result": {"id": None, "status": "sandbox_error", "passed": 0,
-                                                             "total": 0, "compiled": False, "cases": [],
-                                                             "error": "worker process died"}})
-                if slot in idle:
-                    idle.remove(slot)
+                for seq in inflight.pop(slot):
+                    _emit({"seq": seq, "result": {"id": None, "status": "sandbox_error", "passed": 0,
+                                                  "total": 0, "compiled": False, "cases": [],
+                                                  "error": "worker process died"}})
                 print(f"o1jax execute: worker {slot} died", file=sys.stderr)
-                if not busy and not idle:
+                if not inflight:
                     return 1
                 continue
             bufs[slot] += chunk
             while b"\n" in bufs[slot]:
                 line, bufs[slot] = bufs[slot].split(b"\n", 1)
                 _write(line + b"\n")
-                busy.pop(slot, None)
-                idle.append(slot)
+                inflight[slot].popleft()
         while True:  # we may be a PID-namespace init: reap orphans
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -91,7 +91,9 @@ class ExecutionService:
     _write_lock = threading.Lock()
 
     def run(self, jobs: Iterable[dict]) -> list[dict]:
-        return [f.result() for f in self.submit(jobs)]
+        futures = self.submit(jobs)
+        cf.wait(futures)  # one wake-up when all are done, not one per result
+        return [f.result() for f in futures]
 
     def map_unordered(self, jobs: Iterable[dict]) -> Iterator[dict]:
         for fut in cf.as_completed(self.submit(jobs)):
@@ -128,11 +130,15 @@ class ExecutionService:
             if self._closed:
                 return
             self._closed = True
-        with self._write_lock:
+        if self._write_lock.acquire(timeout=timeout):  # a send blocked on a stuck service holds it
             try:
                 self._proc.stdin.close()
             except OSError:
                 pass
+            finally:
+                self._write_lock.release()
+        else:
+            self._proc.kill()
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:

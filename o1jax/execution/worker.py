@@ -116,7 +116,8 @@ class Proc:
 class Worker:
     def __init__(self, slot: int, caps: sandbox.Capabilities, job_root: str):
         self.slot, self.caps, self.job_root = slot, caps, job_root
-        self.zyg = ZygoteClient(caps)
+        self.job_dir = os.path.join(job_root, f"j{slot}")  # every program's cwd, HOME and TMPDIR in this slot
+        self.zyg = ZygoteClient(caps, home=self.job_dir)
         self.checker: Checker | None = None  # started by the first assert job
         self.n = 0
         self.devnull = os.open(os.devnull, os.O_RDONLY)  # stdin of call/assert programs: EOF at once
@@ -126,6 +127,18 @@ class Worker:
             self.uid_program = self.uid_checker = None
 
     # ---- process plumbing -------------------------------------------------------------------------------------------
+    def _job_dir(self) -> str:
+        """The job's fresh, empty working directory. One path per slot (jobs in a slot run one at a time, and run()
+        removes it after each), so the zygote sets HOME and TMPDIR once instead of every program process."""
+        try:
+            os.mkdir(self.job_dir, 0o700)
+        except FileExistsError:  # what the last job left could not all be removed at once
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+            os.mkdir(self.job_dir, 0o700)
+        if self.uid_program is not None:
+            os.chown(self.job_dir, self.uid_program, self.uid_program)
+        return self.job_dir
+
     def _mkdir(self, tag: str, uid: int | None) -> str:
         self.n += 1
         path = os.path.join(self.job_root, f"{tag}{self.slot}-{self.n}")
@@ -136,16 +149,18 @@ class Worker:
 
     def spawn(self, role: str, workdir: str, uid: int | None, limits: sandbox.Limits,
               rpc: tuple[int, int] | None = None, worker_rpc: bool = False) -> Proc:
-        """rpc: (read fd, write fd) given to the child as 5 and 6 (a peer's pipes); worker_rpc: make them ours."""
+        """rpc: (read fd, write fd) given to the child as 5 and 6 (a peer's pipes); worker_rpc: make them ours.
+        A stdio program gets its source on a task pipe; the others get it as their first RPC frame."""
         passed = {5: rpc[0], 6: rpc[1]} if rpc else {}
         if role != "stdio":
             passed[0] = self.devnull
-        return self.spawn_with(role, workdir, uid, limits, passed, stdio=True, worker_rpc=worker_rpc)
+        return self.spawn_with(role, workdir, uid, limits, passed, stdio=True, worker_rpc=worker_rpc,
+                               task=role == "stdio")
 
     def spawn_with(self, role: str, workdir: str, uid: int | None, limits: sandbox.Limits, passed: dict[int, int],
-                   stdio: bool = False, worker_rpc: bool = False) -> Proc:
-        """A sandboxed process with a REPORT pipe (fd 4) to us, plus stdin/stdout/stderr/task pipes when stdio,
-        RPC pipes when worker_rpc, and `passed` (child fd -> our fd, which stays ours to close)."""
+                   stdio: bool = False, worker_rpc: bool = False, task: bool = False) -> Proc:
+        """A sandboxed process with a REPORT pipe (fd 4) to us, plus stdin/stdout/stderr pipes when stdio, a task
+        pipe when task, RPC pipes when worker_rpc, and `passed` (child fd -> our fd, which stays ours to close)."""
         mine, theirs, streams = [], dict(passed), {}
 
         def pipe(name, child_fd, child_reads, cap=0):
@@ -161,6 +176,7 @@ class Worker:
                 pipe("stdin", 0, True)
             pipe("stdout", 1, False, STDOUT_CAP)
             pipe("stderr", 2, False, STDERR_CAP)
+        if task:
             pipe("task", 3, True)
         pipe("report", 4, False, REPORT_CAP)
         if worker_rpc:
@@ -303,7 +319,7 @@ class Worker:
 
     def _stdio(self, job, dirs):
         cases, stderr, compiled = [], b"", True
-        workdir = self._mkdir("j", self.uid_program)
+        workdir = self._job_dir()
         dirs.append(workdir)
         task = harness.encode_program(job["program"])
         for case in job["tests"]["cases"]:
@@ -329,18 +345,16 @@ class Worker:
     def _call(self, job, dirs):
         tests = job["tests"]
         cases, stderr, compiled, p = [], b"", True, None
-        workdir = self._mkdir("j", self.uid_program)
+        workdir = self._job_dir()
         dirs.append(workdir)
-        task = harness.encode_program(job["program"])
-        timeout, started = job["timeout_s"], []
+        program = harness.frame(job["program"])
+        timeout = job["timeout_s"]
         for case in tests["cases"]:
             if p is None:
-                p = self.spawn("call", workdir, self.uid_program,
+                p = self.spawn("serve", workdir, self.uid_program,
                                self._limits(job, timeout * (len(tests["cases"]) + 1) + 1), worker_rpc=True)
-                started.append(p)
-                p.write("task", task)
-                p.close_writer("task")
-            p.write("rpc_out", (codec.dumps({"fn": tests["fn_name"], "args": case["args"]}) + "\n").encode())
+                p.write("rpc_out", program)
+            p.write("rpc_out", harness.frame(("call", tests["fn_name"], case["args"], {})))
             rpc = p.s["rpc_in"]
             ok = self.pump([p], lambda: b"\n" in rpc.buf or p.status is not None or rpc.eof,
                            time.monotonic() + timeout)
@@ -402,7 +416,7 @@ class Worker:
 
     def _assert(self, job, dirs):
         tests = job["tests"]
-        wd_prog = self._mkdir("j", self.uid_program)
+        wd_prog = self._job_dir()
         dirs.append(wd_prog)
         k2c_r, k2c_w = os.pipe()
         c2k_r, c2k_w = os.pipe()
@@ -413,7 +427,7 @@ class Worker:
             for attempt in (0, 1):  # a checker that ended between jobs is replaced once
                 checker = self._checker_for(job["memory_mb"])
                 try:
-                    token = checker.send(tests["code"], tests["entry_point"], (c2k_r, k2c_w))
+                    token = checker.send(job["program"], tests["code"], tests["entry_point"], (c2k_r, k2c_w))
                     break
                 except OSError:
                     self.drop_checker()
@@ -426,8 +440,6 @@ class Worker:
         finally:
             for fd in (k2c_r, k2c_w, c2k_r, c2k_w):
                 os.close(fd)
-        prog.write("task", harness.encode_program(job["program"]))
-        prog.close_writer("task")
         verdict = None
 
         def decided() -> bool:
@@ -446,7 +458,7 @@ class Worker:
         if verdict is None or verdict.get("recycle"):
             self.drop_checker()
         prog_reports = prog.s["report"].lines()
-        compiled = not any(r.get("compiled") is False for r in prog_reports)
+        compiled = not any(r.get("compiled") is False for r in prog_reports + [verdict or {}])
         # Positive proof: the checker, which never ran program code, saw check() return for this very job.
         passed = ok and compiled and verdict is not None and verdict.get("verdict") == "pass"
         if passed:

@@ -42,11 +42,15 @@ WARM_MODULES = ("typing", "math", "collections", "itertools", "functools", "heap
                 "traceback", "io", "dataclasses", "array", "datetime", "sys", "os")
 
 
+# Each program its own random stream: clone_process runs no at-fork hooks, so the child re-seeds the module's
+# generator from os.urandom, through the C seed (random.seed's Python layer only also clears gauss_next, which the
+# zygote never sets). Done in the child: the zygote would pay the page faults of reseeding after every fork.
+_RESEED = random.Random.__mro__[1].seed.__get__(random.seed.__self__)
 PRESET = sandbox.Limits(cpu_s=0, memory_mb=0)  # the file-size, open-file and process limits every child inherits
 VM_REMEASURE = 64  # forks between measurements of the zygote's address-space size (it barely changes)
 
 
-def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
+def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> None:
     """Serve spawn requests until the worker closes its end. Never returns.
 
     Children are reaped through their pidfds (polled with the request socket), not a SIGCHLD handler, so the zygote
@@ -54,7 +58,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
     import importlib
     for name in WARM_MODULES:
         importlib.import_module(name)
-    sandbox.scrub_environment()  # children then only add HOME and TMPDIR
+    sandbox.scrub_environment(home)  # HOME and TMPDIR: the slot's job directory, where every program runs
     sandbox.enter_zygote_limits(caps, PRESET)
     harness.prepare_stdio()  # the objects every program gets as sys.stdin/stdout/stderr over its fds 0-2
     harness.rehearse()  # quicken and specialise the program process's bytecode here, once, not in every child
@@ -96,7 +100,6 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             if forks % VM_REMEASURE == 0:
                 vm_base = sandbox.vm_size_bytes()  # measured here so the child need not open /proc
             forks += 1
-            random.seed()  # each program its own stream (clone_process runs no at-fork hooks)
             pid = sandbox.clone_process(flags)
         except OSError as e:
             for fd in fds:
@@ -104,7 +107,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
             sock.send(b"e %s %s" % (req.split(b" ", 1)[0], str(e).encode()))
             continue
         if pid == 0:
-            _child(req, fds, caps, vm_base)
+            _child(req, fds, caps, vm_base, home)
         for fd in fds:
             os.close(fd)
         try:
@@ -118,8 +121,9 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities) -> None:
         _send(sock, b"p %s %d" % (req.split(b" ", 1)[0], pid), [pidfd])
 
 
-def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
+def _child(req: bytes, fds: list[int], caps, vm_base: int, home: str) -> None:
     try:
+        _RESEED(None)
         _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir = req.decode().split(" ", 9)
         targets = [int(t) for t in targets.split(",")]
         # Place the passed pipes at their targets (two passes so no dup2 clobbers a source not yet moved). Every
@@ -129,7 +133,7 @@ def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
             os.dup2(fd, target)
         limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
         sandbox.enter_job_sandbox(caps, None if uid == "-" else int(uid), workdir, limits, tuple(targets),
-                                  vm_base=vm_base, preset=PRESET, checker=role == "check")
+                                  vm_base=vm_base, preset=PRESET, home=home, checker=role == "check")
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
@@ -141,12 +145,12 @@ def _child(req: bytes, fds: list[int], caps, vm_base: int) -> None:
 class ZygoteClient:
     """The worker's handle on its zygote."""
 
-    def __init__(self, caps: sandbox.Capabilities):
+    def __init__(self, caps: sandbox.Capabilities, home: str):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.sock.close()
-            zygote_main(theirs, caps)
+            zygote_main(theirs, caps, home)
         theirs.close()
         self._token = 0
         self.exits: dict[int, int] = {}
