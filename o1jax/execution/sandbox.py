@@ -72,7 +72,7 @@ def clone_process(flags: int) -> int:
     The GIL is held across the clone and no other thread exists, so the child's interpreter state is already
     consistent: CPython's after-fork reinitialisation (other threads' locks, thread states, at-fork hooks) has
     nothing to repair and is skipped. It cost ~0.2 ms and ~70 copy-on-write page faults per child. Its one hook that
-    matters here, re-seeding `random`, the zygote does itself before each clone."""
+    matters here, re-seeding `random`, the zygote's child does itself."""
     threaded = _thread._count() > 0
     pid = _check(_clone_holding_gil(_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0))
     if pid == 0 and threaded:

@@ -46,6 +46,7 @@ WARM_MODULES = ("typing", "math", "collections", "itertools", "functools", "heap
 # generator from os.urandom, through the C seed (random.seed's Python layer only also clears gauss_next, which the
 # zygote never sets). Done in the child: the zygote would pay the page faults of reseeding after every fork.
 _RESEED = random.Random.__mro__[1].seed.__get__(random.seed.__self__)
+LOW_FDS = frozenset(range(7))  # a child's fixed descriptors (see harness: stdio, TASK, REPORT, RPC_IN, RPC_OUT)
 PRESET = sandbox.Limits(cpu_s=0, memory_mb=0)  # the file-size, open-file and process limits every child inherits
 VM_REMEASURE = 64  # forks between measurements of the zygote's address-space size (it barely changes)
 
@@ -67,6 +68,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
     gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
     sandbox.trim_heap()  # free heap pages go back to the kernel: fewer page-table entries to copy per fork
     flags = (sandbox.CLONE_NEWPID | sandbox.CLONE_NEWIPC) if caps.namespaces else 0
+    sock, own = _hold_low_fds(sock)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     children: dict[int, int] = {}  # pidfd -> pid
@@ -91,55 +93,79 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
                 sock.send(b"x %d %d" % (pid, status))
         if not any(fd == sock.fileno() for fd, _ in events):
             continue
-        req, fds = _recv(sock)
+        req, fds = _recv(sock)  # the descriptors land above LOW_FDS: 0-6 are always held
         if not req:
             for pidfd in children:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os._exit(0)
+        token = req.split(b" ", 1)[0]
+        targets: list[int] = []
         try:
+            _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets_s, workdir = req.decode().split(" ", 9)
+            limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
+            targets = [int(t) for t in targets_s.split(",")]
+            if len(targets) != len(fds) or not set(targets) <= LOW_FDS:
+                raise ValueError("descriptors do not match their targets")
+            # Put the job's descriptors in place here, where this loop's work costs no page fault it does not
+            # already pay: the child inherits them at their numbers and does none of it.
+            for fd, target in zip(fds, targets):
+                os.dup2(fd, target)
             if forks % VM_REMEASURE == 0:
                 vm_base = sandbox.vm_size_bytes()  # measured here so the child need not open /proc
             forks += 1
             pid = sandbox.clone_process(flags)
-        except OSError as e:
-            for fd in fds:
-                os.close(fd)
-            sock.send(b"e %s %s" % (req.split(b" ", 1)[0], str(e).encode()))
-            continue
+        except (OSError, ValueError) as e:
+            pid = None
+            sock.send(b"e %s %s" % (token, str(e).encode()))
         if pid == 0:
-            _child(req, fds, caps, vm_base, home)
+            _child(role, None if uid == "-" else int(uid), limits, tuple(targets), workdir, caps, vm_base, home)
+        for target in targets:
+            os.dup2(own[target], target)
         for fd in fds:
             os.close(fd)
+        if pid is None:
+            continue
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # kernels before 5.3: poll for this child's exit instead
             blind.add(pid)
-            sock.send(b"p %s %d" % (req.split(b" ", 1)[0], pid))
+            sock.send(b"p %s %d" % (token, pid))
             continue
         children[pidfd] = pid
         poller.register(pidfd, select.POLLIN)
-        _send(sock, b"p %s %d" % (req.split(b" ", 1)[0], pid), [pidfd])
+        _send(sock, b"p %s %d" % (token, pid), [pidfd])
 
 
-def _child(req: bytes, fds: list[int], caps, vm_base: int, home: str) -> None:
+def _child(role: str, uid: int | None, limits: sandbox.Limits, targets: tuple[int, ...], workdir: str, caps,
+           vm_base: int, home: str) -> None:
+    """In the new process: its descriptors are already in place; every other inherited one (the zygote's socket,
+    pidfds, the /dev/null it holds 0-6 with) is closed by enter_job_sandbox."""
     try:
         _RESEED(None)
-        _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir = req.decode().split(" ", 9)
-        targets = [int(t) for t in targets.split(",")]
-        # Place the passed pipes at their targets (two passes so no dup2 clobbers a source not yet moved). Every
-        # other inherited descriptor (the zygote's socket, its pidfds) is closed by enter_job_sandbox.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in fds]  # above every target (0-6)
-        for fd, target in zip(high, targets):
-            os.dup2(fd, target)
-        limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
-        sandbox.enter_job_sandbox(caps, None if uid == "-" else int(uid), workdir, limits, tuple(targets),
-                                  vm_base=vm_base, preset=PRESET, home=home, checker=role == "check")
+        sandbox.enter_job_sandbox(caps, uid, workdir, limits, targets, vm_base=vm_base, preset=PRESET, home=home,
+                                  checker=role == "check")
     except BaseException as e:
         try:
             os.write(2, f"sandbox setup failed: {e!r}\n".encode())
         finally:
             os._exit(121)
     harness.child_main(role)
+
+
+def _hold_low_fds(sock: socket.socket) -> tuple[socket.socket, list[int]]:
+    """Move the zygote's socket above LOW_FDS, close what it inherited from the worker, and hold every low descriptor
+    (its own 0-2, /dev/null on 3-6), so descriptors it receives or opens later (a job's pipes, pidfds) never land
+    there and a job's can be put at their numbers with dup2 before the clone. Returns the moved socket and, per low
+    descriptor, a high copy of what the zygote holds there, to put back after each clone."""
+    high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, len(LOW_FDS))
+    sock.close()
+    os.closerange(3, high)
+    os.closerange(high + 1, 1 << 20)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in sorted(LOW_FDS - {0, 1, 2, null}):
+        os.dup2(null, fd)
+    own = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, len(LOW_FDS)) for fd in sorted(LOW_FDS)]
+    return socket.socket(fileno=high), own
 
 
 class ZygoteClient:
