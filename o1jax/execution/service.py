@@ -12,6 +12,7 @@ Create it early, before JAX initialises a backend, so the process that forks san
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import json
 import os
 import subprocess
@@ -37,7 +38,10 @@ class ExecutionService:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/",
                                       close_fds=True, bufsize=0)
-        first = self._proc.stdout.readline()
+        # The pipes are raw (bufsize=0: every submit reaches the service at once); reading lines from a raw pipe
+        # would cost a read(2) per byte, so results are read through a buffer.
+        self._results = io.BufferedReader(self._proc.stdout, 1 << 16)
+        first = self._results.readline()
         try:
             hello = json.loads(first)
         except ValueError:
@@ -101,7 +105,7 @@ class ExecutionService:
 
     # ---- results ----------------------------------------------------------------------------------------------------
     def _read_results(self) -> None:
-        for line in self._proc.stdout:
+        for line in self._results:
             try:
                 msg = json.loads(line)
             except ValueError:
