@@ -195,8 +195,9 @@ def test_small_load_with_hostile_mix_leaks_nothing(svc):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="checkers are told apart from programs by their uid only as root")
 def test_checker_is_kept_only_while_nothing_can_have_changed_it():
-    """The long-lived checker runs test code only; a job whose test code changes its interpreter (here, patches a
-    builtin) or hangs gets it replaced, so the next job's check sees a fresh one."""
+    """The long-lived checker runs test code only (and compiles programs); a job whose test code changes its
+    interpreter (here, patches a builtin) or hangs, or whose program's compile fails uncleanly, gets it replaced, so
+    the next job's check sees a fresh one."""
     patcher = ("import builtins\nbuiltins.sorted = lambda *a, **k: [1]\n"
                "def check(candidate):\n    assert candidate(2, 3) == 5\n")
     honest = "def check(candidate):\n    assert sorted([3, 2]) == [2, 3]\n    assert candidate(2, 3) == 5\n"
@@ -214,6 +215,12 @@ def test_checker_is_kept_only_while_nothing_can_have_changed_it():
         assert t["status"] == "timeout", t
         assert one.run([_job("d", good, honest)])[0]["status"] == "passed"
         assert _sandbox_processes("program", one) == [] and len(_sandbox_processes("checker", one)) == 1
+        before = _sandbox_processes("checker", one)
+        bomb = one.run([_job("m", "-" * 200000 + "1\n" + good, honest)])[0]  # its compile runs out of memory
+        assert (bomb["status"], bomb["compiled"]) == ("compile_error", False), bomb
+        assert one.run([_job("f", good, honest)])[0]["status"] == "passed"
+        assert _sandbox_processes("checker", one) not in ([], before)  # the compiling checker was replaced
+        assert _sandbox_processes("program", one) == []
         os.kill(_sandbox_processes("checker", one)[0], signal.SIGKILL)  # dies between jobs: replaced, job unharmed
         time.sleep(0.2)
         assert one.run([_job("e", good, honest)])[0]["status"] == "passed"
