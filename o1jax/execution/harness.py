@@ -11,11 +11,13 @@ parse from an untrusted sender (marshal is not safe to load from one).
 """
 from __future__ import annotations
 
+import array
 import builtins
 import io
 import json
 import marshal
 import os
+import socket
 import sys
 import traceback
 
@@ -197,38 +199,25 @@ def _resolve(g: dict, name: str):
 
 
 def serve() -> int:
-    """The call and assert kinds' program process. The first frame on RPC_IN is the program (its source, or the code
-    object the checker compiled), then requests until EOF: ("describe", names) and ("call", name, args, kwargs).
-    Replies are JSON lines on RPC_OUT; return values travel codec-encoded."""
+    """The call and assert kinds' program process. The first frame on RPC_IN is (program, names): the program's
+    source, or the code object the checker compiled, and the names the test code uses (answered at once, on RPC_OUT,
+    after the module body ran); then ("call", name, args, kwargs) requests until EOF. Replies are JSON lines; values
+    travel codec-encoded."""
     sys.stdin = io.StringIO("")
     frames = FrameReader(RPC_IN)
-    program = frames.read()
-    if program is None:  # the checker found nothing to run (a compile error): nothing to report
+    first = frames.read()
+    if first is None:  # the checker found nothing to run (a compile error): nothing to report
         return 0
+    program, names = first
     g = _compile_and_load(program, "__program__")
     if g is None:
         return 1
+    if names:
+        send(RPC_OUT, {"names": _describe(g, names)})
     while True:
         req = frames.read()
         if req is None:
             return 0
-        if req[0] == "describe":
-            names = {}
-            for n in req[1]:
-                v = g.get(n)
-                if n not in g:
-                    names[n] = None
-                elif type(v).__name__ == "module":
-                    names[n] = {"module": v.__name__}
-                elif callable(v):
-                    names[n] = {"callable": True}
-                else:
-                    try:
-                        names[n] = {"value": codec.encode(v)}
-                    except (TypeError, ValueError):
-                        names[n] = None
-            send(RPC_OUT, {"names": names})
-            continue
         _, name, args, kwargs = req
         fn = _resolve(g, name)
         try:
@@ -242,6 +231,26 @@ def serve() -> int:
                 reply["memory"] = True
         sys.stdout.flush()
         send(RPC_OUT, reply)
+
+
+def _describe(g: dict, names: list[str]) -> dict:
+    """What the checker may know of the program's globals the test code names: None (absent), a module's name, that
+    it is callable (the checker gets a proxy), or its value, codec-encoded (fresh builtins on the other side)."""
+    out = {}
+    for n in names:
+        v = g.get(n)
+        if n not in g:
+            out[n] = None
+        elif type(v).__name__ == "module":
+            out[n] = {"module": v.__name__}
+        elif callable(v):
+            out[n] = {"callable": True}
+        else:
+            try:
+                out[n] = {"value": codec.encode(v)}
+            except (TypeError, ValueError):
+                out[n] = None
+    return out
 
 
 def _global_names(code) -> set[str]:
@@ -258,10 +267,11 @@ class RemoteError(Exception):
 
 def _run_check(task: dict, rpc_in: int, rpc_out: int) -> dict:
     """One job: compile the program (a compile failure is this job's verdict) and send its code object to the program
-    process, then run the test code (HumanEval `check(candidate)`) with `candidate` and any program-defined helper
-    replaced by proxies that call into the program process (over rpc_out/rpc_in) and get back decoded builtin values.
-    The checker never executes a byte of the program, so nothing the program does (patched builtins, sys.exit, a forged
-    __eq__, writes to any fd) can make check() return. Returns the verdict: pass only when check() returned."""
+    process with the names the test code uses (it answers what they are), then run the test code (HumanEval
+    `check(candidate)`) with `candidate` and any program-defined helper replaced by proxies that call into the program
+    process (over rpc_out/rpc_in) and get back decoded builtin values. The checker never executes a byte of the
+    program, so nothing the program does (patched builtins, sys.exit, a forged __eq__, writes to any fd) can make
+    check() return. Returns the verdict: pass only when check() returned."""
     reader = LineReader(rpc_in)
 
     def rpc(req):
@@ -276,10 +286,9 @@ def _run_check(task: dict, rpc_in: int, rpc_out: int) -> dict:
             program = compile_program(task["program"])
         except BaseException as e:
             return {"verdict": "fail", "compiled": False, "clean": _clean(e), **_exc_info(e)}
-        send_frame(rpc_out, program)
         code, names = _test_code(task["code"])
         entry = task["entry_point"]
-        described = rpc(("describe", sorted(names | {entry})))["names"]
+        described = rpc((program, sorted(names | {entry})))["names"]
         g = {"__name__": "__check__", "__builtins__": builtins}
 
         def proxy(name):
@@ -360,7 +369,6 @@ def check_server() -> int:
     globals; the checker asks to be replaced (and exits) after any job that changed interpreter state (imports,
     builtins, recursion limit, trace hooks, sys.path), ended in an error other than a failed check, or after
     CHECKS_PER_CHECKER jobs."""
-    import socket
     ctl = socket.socket(fileno=CONTROL)
     baseline = _interpreter_state()
     for served in range(1, CHECKS_PER_CHECKER + 1):
@@ -383,7 +391,6 @@ def check_server() -> int:
 
 def _recv_job(ctl) -> tuple[dict | None, list[int]]:
     """One newline-terminated JSON job and the descriptors sent with it; (None, []) at EOF."""
-    import socket
     buf, fds = bytearray(), []
     while not buf.endswith(b"\n"):
         data, anc, _, _ = ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16))
@@ -400,8 +407,6 @@ def _recv_job(ctl) -> tuple[dict | None, list[int]]:
 
 def received_fds(ancillary) -> list[int]:
     """The descriptors passed by SCM_RIGHTS in a recvmsg's ancillary data."""
-    import array
-    import socket
     fds = array.array("i")
     for level, typ, data in ancillary:
         if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
@@ -411,19 +416,19 @@ def received_fds(ancillary) -> list[int]:
 
 def rehearse(rounds: int = 48) -> None:
     """In the zygote, before any fork: run what a program process runs (read its program, as source and as a code
-    object, load it, answer describe and call requests) on a trusted stand-in, over pipes. CPython 3.11 quickens and
+    object, load it, describe names, answer calls) on a trusted stand-in, over pipes. CPython 3.11 quickens and
     specialises bytecode in place and caches attribute lookups as code runs; done here once, a child only reads that
     state instead of writing it into pages it shares with the zygote: fewer copy-on-write page faults per program."""
     global TASK, REPORT, RPC_IN, RPC_OUT
     saved = TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin
     stand_in = "import math\ndef f(x, y=1):\n    return [x, y, (x, 2.5), {'k': {x}}, None, True]\nK = [1, 2]\n"
-    reqs = [("describe", ["f", "math", "K", "g"]), ("call", "f", [3], {}), ("call", "f", ["a"], {"y": 2}),
-            ("call", "f", [[1, [2]], (3,)], {})]
+    reqs = [("call", "f", [3], {}), ("call", "f", ["a"], {"y": 2}), ("call", "f", [[1, [2]], (3,)], {})]
     try:
         for i in range(rounds):
             report, rpc_in, rpc_out = os.pipe(), os.pipe(), os.pipe()
             REPORT, RPC_IN, RPC_OUT = report[1], rpc_in[0], rpc_out[1]
-            send_frame(rpc_in[1], stand_in if i % 2 else compile_program(stand_in))
+            names = ["f", "math", "K", "g"] if i % 3 else []
+            send_frame(rpc_in[1], (stand_in if i % 2 else compile_program(stand_in), names))
             for req in reqs:
                 send_frame(rpc_in[1], req)
             os.close(rpc_in[1])

@@ -347,7 +347,7 @@ class Worker:
         cases, stderr, compiled, p = [], b"", True, None
         workdir = self._job_dir()
         dirs.append(workdir)
-        program = harness.frame(job["program"])
+        program = harness.frame((job["program"], []))
         timeout = job["timeout_s"]
         for case in tests["cases"]:
             if p is None:
