@@ -305,10 +305,12 @@ JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOE
 
 
 def scrub_environment(home: str) -> None:
-    """Once, in the zygote: the environment every program starts from, HOME and TMPDIR its slot's job directory."""
+    """Once, in the zygote: the environment every program starts from, HOME and TMPDIR its slot's job directory
+    (and no bytecode written by imports)."""
     os.environ.clear()
     os.environ.update(JOB_ENV)
     os.environ["HOME"] = os.environ["TMPDIR"] = home
+    sys.dont_write_bytecode = True  # no program's import leaves a .pyc behind
 
 
 def _close_all_but(keep: set[int]) -> None:
@@ -387,4 +389,3 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
     rl.setrlimit(rl.RLIMIT_AS, (mem, mem))
     if workdir != home:  # the checker; every program runs in its slot's one job directory
         os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-    sys.dont_write_bytecode = True
