@@ -32,11 +32,28 @@ HOSTILE = ["import os\nwhile True:\n    try: os.fork()\n    except BaseException
            "class Y:\n    def __eq__(s, o): return True\ndef add(a, b): return Y()\n"]
 
 
+def _descendants(pid: int) -> int:
+    """The service's processes: it and everything below it (workers, zygotes, checkers, programs left running)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(d))
+    n, todo = 0, [pid]
+    while todo:
+        n += 1
+        todo += children.get(todo.pop(), [])
+    return n
+
+
 def _snapshot(pid: int) -> dict:
-    procs = sum(1 for d in os.listdir("/proc") if d.isdigit())
     with open(f"/proc/{pid}/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-    return {"processes": procs, "client_fds": len(os.listdir("/proc/self/fd")), "service_rss_kb": rss,
+    return {"processes": _descendants(pid), "client_fds": len(os.listdir("/proc/self/fd")), "service_rss_kb": rss,
             "tmp_entries": len(os.listdir("/tmp"))}
 
 
@@ -106,7 +123,7 @@ def main() -> None:
             lines.append(f"| load: {args.load} jobs, {args.hostile:.0%} hostile | {args.load / dt:.1f} jobs/s | "
                          f"{sum(r['status'] == 'passed' for r in good)}/{len(good)} good passed, "
                          f"{hostile_passed} hostile passed |")
-            lines.append(f"| load: before -> after | processes {before['processes']} -> {after['processes']}, "
+            lines.append(f"| load: before -> after | service processes {before['processes']} -> {after['processes']}, "
                          f"client fds {before['client_fds']} -> {after['client_fds']}, service RSS "
                          f"{before['service_rss_kb']} -> {after['service_rss_kb']} kB, /tmp entries "
                          f"{before['tmp_entries']} -> {after['tmp_entries']} | |")
