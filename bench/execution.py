@@ -32,6 +32,20 @@ HOSTILE = ["import os\nwhile True:\n    try: os.fork()\n    except BaseException
            "class Y:\n    def __eq__(s, o): return True\ndef add(a, b): return Y()\n"]
 
 
+def _commit() -> str:
+    """The checkout's commit (and whether it has uncommitted changes), or 'unknown' outside a git checkout."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + (" (with uncommitted changes)" if dirty else "")
+
+
 def _descendants(pid: int) -> int:
     """The service's processes: it and everything below it (workers, zygotes, checkers, programs left running)."""
     children: dict[int, list[int]] = {}
@@ -134,7 +148,7 @@ def main() -> None:
                 f"Command: `python bench/execution.py --load {args.load} --hostile {args.hostile} --reps {args.reps}"
                 f"{'' if args.workers is None else f' --workers {args.workers}'}`  \n"
                 f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.platform()}, "
-                f"Python {platform.python_version()}\n\n| run | rate | notes |\n|---|---|---|\n"
+                f"Python {platform.python_version()}  \nCommit: {_commit()}\n\n| run | rate | notes |\n|---|---|---|\n"
                 + "\n".join(lines) + "\n")
 
 
