@@ -194,3 +194,39 @@ def test_repeated_test_code_judges_each_program_afresh(svc):
     code = "seen = []\ndef check(c):\n    seen.append(1)\n    assert len(seen) == 1\n    assert c(2) == 4\n"
     res = svc.run([_assert_job(str(i), f"def f(x): return x * {2 if i % 2 else 3}", code) for i in range(6)])
     assert [r["status"] for r in res] == ["failed", "passed"] * 3, res
+
+
+def test_close_does_not_hang_on_a_stuck_service():
+    """A send blocked on a service that reads nothing (here: stopped) must not keep close() waiting for ever."""
+    import signal
+    import threading
+    s = ExecutionService(workers=1)
+    stopped = [s._proc.pid] + _children(s._proc.pid)  # the service, and the PID-namespace init serving for it
+    try:
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        futures = s.submit([_assert_job(str(i), "#" + "x" * 50000, "def check(c): pass") for i in range(20)])
+        closer = threading.Thread(target=s.close, kwargs={"timeout": 2}, daemon=True)
+        closer.start()
+        closer.join(30)
+        assert not closer.is_alive() and s._proc.poll() is not None
+        assert all(f.result(timeout=10)["status"] == "sandbox_error" for f in futures)
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError):
+                pass
+    return out
