@@ -8,6 +8,7 @@ Wire format: in, "SEQ JSON_JOB\\n"; out, {"seq": SEQ, "result": {...}} per job, 
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 import os
 import selectors
@@ -21,9 +22,11 @@ WORKERS_PER_CPU = 1
 # Jobs a worker holds at once: the one it runs and the next, so it never waits on this process between jobs (~2% on
 # HumanEval). The cost: at the end of a batch, a job may wait behind a slow one while another worker is idle.
 DEPTH = 2
-# A busy worker gets its next job only if that job's line fits in the pipe (64 KB on Linux, emptied by the worker
-# before it started its job): a write that blocked here while the worker blocks writing us its result would deadlock.
-PREFETCH_BYTES = 32 << 10
+# A busy worker gets its next job only if that job's line fits in half its pipe (emptied by the worker before it
+# started its job; 64 KB by default, less when the user's pipe quota runs low): a write that blocked here while the
+# worker blocks writing us its result would deadlock. Jobs go to workers in compact JSON, so a line grows by the
+# defaults validation adds, a few dozen bytes, over what the client sent.
+PREFETCH_SHARE = 2
 
 
 def _write(data: bytes) -> None:
@@ -97,6 +100,7 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
     sel = selectors.DefaultSelector()
     sel.register(0, selectors.EVENT_READ, None)
     inflight = {i: collections.deque() for i in range(n_workers)}  # live slot -> seqs it holds, oldest first
+    prefetch_bytes = min(fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) for _, w, _ in slots) // PREFETCH_SHARE - 256
     bufs = {i: b"" for i in range(n_workers)}
     for i, (_, _, rfd) in enumerate(slots):
         sel.register(rfd, selectors.EVENT_READ, i)
@@ -104,7 +108,7 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
     inbuf, stdin_open = b"", True
     while stdin_open or queue or any(inflight.values()):
         while queue:
-            small = len(queue[0]) <= PREFETCH_BYTES
+            small = len(queue[0]) <= prefetch_bytes
             free = [i for i, held in inflight.items() if not held or (small and len(held) < DEPTH)]
             if not free:
                 break
@@ -122,7 +126,7 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
                 continue
             slot = min(free, key=lambda i: len(inflight[i]))  # an idle worker first
             inflight[slot].append(seq)
-            _write_fd(slots[slot][1], (json.dumps({"seq": seq, "job": job}) + "\n").encode())
+            _write_fd(slots[slot][1], (json.dumps({"seq": seq, "job": job}, separators=(",", ":")) + "\n").encode())
         if not any(inflight.values()) and not stdin_open and not queue:
             break
         for key, _ in sel.select(timeout=1.0):
