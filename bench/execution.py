@@ -46,28 +46,10 @@ def _commit() -> str:
     return rev + (" (with uncommitted changes)" if dirty else "")
 
 
-def _descendants(pid: int) -> int:
-    """The service's processes: it and everything below it (workers, zygotes, checkers, programs left running)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-            children.setdefault(ppid, []).append(int(d))
-    n, todo = 0, [pid]
-    while todo:
-        n += 1
-        todo += children.get(todo.pop(), [])
-    return n
-
-
-def _snapshot(pid: int) -> dict:
-    with open(f"/proc/{pid}/status") as f:
+def _snapshot(svc: ExecutionService) -> dict:
+    with open(f"/proc/{svc._proc.pid}/status") as f:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-    return {"processes": _descendants(pid), "client_fds": len(os.listdir("/proc/self/fd")), "service_rss_kb": rss,
+    return {"processes": len(svc.processes()), "client_fds": len(os.listdir("/proc/self/fd")), "service_rss_kb": rss,
             "tmp_entries": len(os.listdir("/tmp"))}
 
 
@@ -125,13 +107,12 @@ def main() -> None:
                     j = dict(rng.choice(jobs))
                     j["id"] = f"g{i}"
                     load.append(j)
-            spid = svc._proc.pid
-            before = _snapshot(spid)
+            before = _snapshot(svc)
             t = time.perf_counter()
             res = svc.run(load)
             dt = time.perf_counter() - t
             time.sleep(1.0)
-            after = _snapshot(spid)
+            after = _snapshot(svc)
             hostile_passed = sum(r["status"] == "passed" for r in res if r["id"].startswith("h"))
             good = [r for r in res if r["id"].startswith("g")]
             lines.append(f"| load: {args.load} jobs, {args.hostile:.0%} hostile | {args.load / dt:.1f} jobs/s | "

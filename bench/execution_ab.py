@@ -49,25 +49,16 @@ def one_run(checkout: str, workers: int, kind: str) -> float:
     return best
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, ValueError):
-                pass
-    return out
-
-
 def faults(checkout: str, kind: str) -> None:
     jobs = _jobs(kind) * (6 if kind == "humaneval" else 3)
     tck = os.sysconf("SC_CLK_TCK")
     with _service(checkout, 1) as svc:
         svc.run(jobs[:20])
-        zygote = _children(_children(_children(svc._proc.pid)[0])[0])[0]  # service -> init -> worker -> zygote
+        tree = svc.processes()
+        pid = svc._proc.pid
+        for _ in range(3):  # service -> its PID-namespace init -> the worker -> its zygote
+            pid = min(child for child, parent in tree.items() if parent == pid)
+        zygote = pid
 
         def stat():
             with open(f"/proc/{zygote}/stat") as f:

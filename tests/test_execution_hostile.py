@@ -27,25 +27,17 @@ def svc():
 def _sandbox_processes(role: str = "program", service=None) -> list[int]:
     """Live processes of the sandbox uids: slot k runs its programs as UID_BASE + 2k and its long-lived checker (which
     never runs program code) as UID_BASE + 2k + 1. service: only that service's processes."""
-    pids, parents = [], {}
+    ours = None if service is None else service.processes()
+    pids = []
     for d in os.listdir("/proc"):
-        if d.isdigit():
+        if d.isdigit() and (ours is None or int(d) in ours):
             try:
                 with open(f"/proc/{d}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f)
-                uid, parents[int(d)] = int(fields["Uid"].split()[0]), int(fields["PPid"])
-            except (OSError, KeyError, ValueError):
+                    uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
+            except (OSError, StopIteration, ValueError):
                 continue
             if UID_BASE <= uid < UID_BASE + 1000 and (uid - UID_BASE) % 2 == (role == "checker"):
                 pids.append(int(d))
-    if service is not None:
-        def under(pid):
-            while pid > 1:
-                if pid == service._proc.pid:
-                    return True
-                pid = parents.get(pid, 0)
-            return False
-        pids = [p for p in pids if under(p)]
     return sorted(pids)
 
 

@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import traceback
+import types
 
 from o1jax.execution import codec
 
@@ -137,9 +138,6 @@ def compile_program(src: str):
     return compile(src, "<program>", "exec", dont_inherit=True)
 
 
-_CODE = type(compile_program.__code__)
-
-
 def _compile_and_load(program, name: str) -> dict | None:
     """Run the module body of `program`: source (compiled here; compiled true/false reported to the worker) or a code
     object the checker compiled (it reports compile failures). An import failure also means compiled = false.
@@ -151,7 +149,7 @@ def _compile_and_load(program, name: str) -> dict | None:
             send(REPORT, {"compiled": False, **_exc_info(e)})
             return None
         os.write(REPORT, _COMPILED)
-    elif type(program) is _CODE:
+    elif type(program) is types.CodeType:
         code = program
     else:
         send(REPORT, {"phase": "load", "exc": "ProtocolError", "msg": "no program"})
@@ -419,8 +417,8 @@ def rehearse(rounds: int = 48) -> None:
     object, load it, describe names, answer calls) on a trusted stand-in, over pipes. CPython 3.11 quickens and
     specialises bytecode in place and caches attribute lookups as code runs; done here once, a child only reads that
     state instead of writing it into pages it shares with the zygote: fewer copy-on-write page faults per program."""
-    global TASK, REPORT, RPC_IN, RPC_OUT
-    saved = TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin
+    global REPORT, RPC_IN, RPC_OUT
+    saved = REPORT, RPC_IN, RPC_OUT, sys.stdin
     stand_in = "import math\ndef f(x, y=1):\n    return [x, y, (x, 2.5), {'k': {x}}, None, True]\nK = [1, 2]\n"
     reqs = [("call", "f", [3], {}), ("call", "f", ["a"], {"y": 2}), ("call", "f", [[1, [2]], (3,)], {})]
     try:
@@ -439,7 +437,7 @@ def rehearse(rounds: int = 48) -> None:
                 LineReader(fd).readline()
                 os.close(fd)
     finally:
-        TASK, REPORT, RPC_IN, RPC_OUT, sys.stdin = saved
+        REPORT, RPC_IN, RPC_OUT, sys.stdin = saved
 
 
 ROLES = {"stdio": run_stdio, "serve": serve, "check": check_server}

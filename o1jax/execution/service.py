@@ -128,6 +128,27 @@ class ExecutionService:
                 fut.set_result({"id": job_id, "status": "sandbox_error", "passed": 0, "total": 0,
                                 "compiled": False, "cases": [], "stderr": "", "duration_s": 0.0, "error": why})
 
+    # ---- inspection -------------------------------------------------------------------------------------------------
+    def processes(self) -> dict[int, int]:
+        """The service's live processes, pid -> parent pid, as /proc shows them: the service itself and everything
+        below it (its PID-namespace init, workers, zygotes, checkers, any program still running). For leak checks."""
+        children: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue  # gone meanwhile
+                children.setdefault(ppid, []).append(int(d))
+        tree, todo = {self._proc.pid: os.getpid()}, [self._proc.pid]
+        while todo:
+            pid = todo.pop()
+            for child in children.get(pid, []):
+                tree[child] = pid
+                todo.append(child)
+        return tree
+
     # ---- lifetime ---------------------------------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
         with self._lock:
