@@ -1,5 +1,5 @@
 """o1jax: o1-Coder (arXiv 2412.00154) in JAX/Flax NNX, from a laptop CPU to a TPU pod slice."""
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="o1jax",
@@ -30,5 +30,7 @@ setup(
         # Cross-checks against the real libraries: torch 2.13.0 is the CPU build on the dev/CI disk.
         "test": ["pytest>=8", "torch==2.13.0", "accelerate", "sentencepiece", "protobuf"],
     },
+    # The execution service's fork loop in C (optional: without a compiler, zygote.py's Python loop runs instead).
+    ext_modules=[Extension("o1jax.execution._zygote", ["o1jax/execution/_zygote.c"], optional=True)],
     entry_points={"console_scripts": ["o1jax=o1jax.cli:main"]},
 )

@@ -14,14 +14,20 @@ SECRET = "o1jax-test-secret-7f3a"
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(0, 0) == 0\n"
 
 
-@pytest.fixture(scope="module")
-def svc():
+@pytest.fixture(scope="module", params=["c", "python"])
+def svc(request):
+    """Every hostile program against each of the zygote's fork loops (_zygote.c and its Python twin)."""
     os.environ["O1JAX_TEST_SECRET"] = SECRET  # the service must not pass this on
+    if request.param == "python":
+        os.environ["O1JAX_ZYGOTE"] = "python"
     try:
         with ExecutionService(workers=2) as s:
+            if request.param == "c" and s.fork_loop != "c":
+                pytest.skip("the C fork loop is not built here")
             yield s
     finally:
         os.environ.pop("O1JAX_TEST_SECRET", None)
+        os.environ.pop("O1JAX_ZYGOTE", None)
 
 
 def _sandbox_processes(role: str = "program", service=None) -> list[int]:

@@ -42,8 +42,7 @@ def _check(ret: int) -> int:
 
 
 def _clone_nr() -> int:
-    import platform
-    return {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120}.get(platform.machine(), 56)
+    return {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120}.get(os.uname().machine, 56)
 
 
 def unshare(flags: int) -> None:
@@ -154,9 +153,8 @@ def probe() -> Capabilities:
 def _nproc_per_userns() -> bool:
     """Linux 5.14+ counts RLIMIT_NPROC per (user namespace, uid), so a limit set inside a program's own user
     namespace bounds that program's processes only."""
-    import platform
     try:
-        major, minor = (int(x) for x in platform.release().split(".")[:2])
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:
         return False
     return (major, minor) >= (5, 14)

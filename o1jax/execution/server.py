@@ -14,9 +14,8 @@ import os
 import selectors
 import signal
 import sys
-import tempfile
 
-from o1jax.execution import jobs, sandbox
+from o1jax.execution import jobs, sandbox, zygote
 
 WORKERS_PER_CPU = 1
 # Jobs a worker holds at once: the one it runs and the next, so it never waits on this process between jobs (~2% on
@@ -41,6 +40,8 @@ def _emit(msg: dict) -> None:
 def main(argv: list[str]) -> int:
     workers = int(argv[0]) if argv else 0
     allow_weaker = "--allow-weaker" in argv
+    if "--python-zygote" in argv:
+        zygote.NATIVE = False
     # One slot per core by default: a job is one new process plus RPCs to the slot's long-lived checker, all pinned
     # to the slot's core; two slots per core measured ~10% slower on HumanEval (more switching, colder caches).
     workers = workers or WORKERS_PER_CPU * len(os.sched_getaffinity(0))
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> int:
         sandbox.finish_service_mounts(caps)
         job_root = sandbox.JOB_ROOT
     else:
+        import tempfile  # here, not at the top: the zygotes fork from this process and need none of it
         job_root = tempfile.mkdtemp(prefix="o1jax-exec-")
         os.chmod(job_root, 0o711)
     try:
@@ -95,7 +97,8 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
         os.close(to_r)
         os.close(from_w)
         slots.append((pid, to_w, from_r))
-    _emit({"ready": True, "sandbox": caps.describe(), "workers": n_workers})
+    _emit({"ready": True, "sandbox": caps.describe(), "workers": n_workers,
+           "fork_loop": "c" if zygote.NATIVE else "python"})
 
     sel = selectors.DefaultSelector()
     sel.register(0, selectors.EVENT_READ, None)

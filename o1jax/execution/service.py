@@ -34,6 +34,8 @@ class ExecutionService:
         argv = [sys.executable, "-I", "-c", _BOOT, pkg_dir, str(workers or 0)]
         if allow_weaker:
             argv.append("--allow-weaker")
+        if os.environ.get("O1JAX_ZYGOTE") == "python":  # the zygote's Python fork loop instead of the C one
+            argv.append("--python-zygote")
         # No variable of ours reaches the service (or, through it, a program): secrets stay here.
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/",
@@ -52,6 +54,7 @@ class ExecutionService:
             raise SandboxUnavailable(hello.get("error", "execution service refused to start"))
         self.sandbox: str = hello["sandbox"]
         self.workers: int = hello["workers"]
+        self.fork_loop: str = hello["fork_loop"]  # "c" (_zygote.c) or "python" (no C build, or O1JAX_ZYGOTE=python)
         if "WEAKER" in self.sandbox:
             print(f"o1jax: {self.sandbox}", file=sys.stderr)
         self._lock = threading.Lock()

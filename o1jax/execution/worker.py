@@ -10,7 +10,6 @@ import json
 import math
 import os
 import select
-import shutil
 import signal
 import time
 import traceback
@@ -24,6 +23,13 @@ STDERR_CAP = 1 << 20
 REPORT_CAP = 64 << 20
 SHOWN = 4096           # bytes of stdout/stderr echoed into results
 KILL_GRACE_S = 5.0
+
+
+def _rmtree(path: str) -> None:
+    """shutil.rmtree, imported on first use: shutil pulls in zlib, bz2 and lzma (six shared libraries, 30 memory
+    areas), and the zygote, forked from this process, would carry them into every program process."""
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class Stream:
@@ -133,7 +139,7 @@ class Worker:
         try:
             os.mkdir(self.job_dir, 0o700)
         except FileExistsError:  # what the last job left could not all be removed at once
-            shutil.rmtree(self.job_dir, ignore_errors=True)
+            _rmtree(self.job_dir)
             os.mkdir(self.job_dir, 0o700)
         if self.uid_program is not None:
             os.chown(self.job_dir, self.uid_program, self.uid_program)
@@ -265,7 +271,7 @@ class Worker:
         try:
             os.rmdir(path)  # the common case: the program left nothing behind (one syscall)
         except OSError:
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path)
 
     # ---- jobs -------------------------------------------------------------------------------------------------------
     def run(self, job: dict) -> dict:

@@ -6,6 +6,11 @@ pipes by SCM_RIGHTS; it answers with the pid and a pidfd (kill without pid-reuse
 Its environment is scrubbed to the job environment once at start, the limits every child shares are set on it once
 (inherited), it has no signal handlers for a child to undo, and it measures its address-space size itself, so a
 child's setup needs no /proc access and few copy-on-write page faults.
+
+The loop itself runs in C (_zygote.c, built by pip install) where it could be built: after each fork the zygote's
+memory is shared copy-on-write with the new program, and a Python loop writes ~115 of its pages per job (every object
+it touches gets a reference-count write), each one a page copy; the C loop writes ~7. `serve_python` below is the same
+loop in Python, for hosts without a C compiler (the service's hello says which one runs: `fork_loop`).
 """
 from __future__ import annotations
 
@@ -19,6 +24,15 @@ import signal
 import socket
 
 from o1jax.execution import harness, sandbox
+
+ABI = 1  # bump with any change to _zygote.c's serve(): a stale build is then left unused, not misused
+try:
+    from o1jax.execution import _zygote as _native
+    if getattr(_native, "ABI", None) != ABI:
+        _native = None
+except ImportError:
+    _native = None
+NATIVE = _native is not None  # the C loop; the server turns it off for --python-zygote
 
 MAX_FDS = 8
 _ANC = socket.CMSG_SPACE(MAX_FDS * 4)
@@ -71,6 +85,17 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
     sandbox.trim_heap()  # free heap pages go back to the kernel: fewer page-table entries to copy per fork
     flags = (sandbox.CLONE_NEWPID | sandbox.CLONE_NEWIPC) if caps.namespaces else 0
     sock, own = _hold_low_fds(sock)
+    if NATIVE:  # returns only in a new child, its descriptors already in place
+        role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir, vm_base = _native.serve(
+            sock.fileno(), own, flags, VM_REMEASURE)
+        _child(role, uid, sandbox.Limits(cpu_s, memory_mb, fsize_mb, nofile, nproc), targets, workdir, caps,
+               vm_base, home)
+    serve_python(sock, own, flags, caps, home)
+
+
+def serve_python(sock: socket.socket, own: list[int], flags: int, caps: sandbox.Capabilities, home: str) -> None:
+    """The fork loop in Python (what _zygote.c does). Never returns: a child goes on into its job, the zygote exits
+    when the worker closes its end."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     children: dict[int, int] = {}  # pidfd -> pid
@@ -105,6 +130,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
         try:
             _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets_s, workdir = req.decode().split(" ", 9)
             limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
+            uid_n = None if uid == "-" else int(uid)
             targets = [int(t) for t in targets_s.split(",")]
             if len(targets) != len(fds) or not set(targets) <= LOW_FDS:
                 raise ValueError("descriptors do not match their targets")
@@ -120,7 +146,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
             pid = None
             sock.send(b"e %s %s" % (token, str(e).encode()))
         if pid == 0:
-            _child(role, None if uid == "-" else int(uid), limits, tuple(targets), workdir, caps, vm_base, home)
+            _child(role, uid_n, limits, tuple(targets), workdir, caps, vm_base, home)
         for target in targets:
             if target in LOW_FDS:
                 os.dup2(own[target], target)
