@@ -179,6 +179,21 @@ def test_nothing_of_one_job_visible_to_the_next(svc):
         assert a["status"] == "passed" and b["status"] == "passed", (a, b)
 
 
+def test_ipc_objects_of_one_job_are_not_there_for_the_next(svc):
+    """SysV segments and queues outlive their process: whatever a job manages to create (nothing, where the service
+    closes IPC; else in the job's own IPC namespace) must not reach a later job."""
+    libc = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    make = (libc + "libc.shmget(0x5eed, 4096, 0o1666)\nlibc.msgget(0x5eed, 0o1666)\nlibc.semget(0x5eed, 1, 0o1666)\n"
+            "def add(a, b):\n    return a + b\n")
+    look = (libc + "assert libc.shmget(0x5eed, 0, 0) == -1 and libc.msgget(0x5eed, 0) == -1\n"
+            "assert libc.semget(0x5eed, 0, 0) == -1\n"
+            "def add(a, b):\n    return a + b\n")
+    for _ in range(2):
+        a = svc.run([_job("make", make)])[0]
+        b = svc.run([_job("look", look)])[0]  # after the first has ended
+        assert a["status"] == "passed" and b["status"] == "passed", (a, b)
+
+
 def test_small_load_with_hostile_mix_leaks_nothing(svc):
     fds_before = len(os.listdir("/proc/self/fd"))
     jobs = [_job(f"g{i}", "def add(a, b):\n    return a + b\n") for i in range(60)]

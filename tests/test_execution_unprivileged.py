@@ -60,6 +60,13 @@ SCENARIO = textwrap.dedent(r'''
                          "tests": {"kind": "stdio", "cases": [{"input": "3", "output": "6"}]}})
             out["results"] = {r["id"]: [r["status"], r["cases"][0]["error"] if r["cases"] else None]
                               for r in svc.run(jobs)}
+            libc = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            make = libc + "made = libc.shmget(0x5eed, 4096, 0o1666) >= 0\ndef add(a, b):\n    return a + b\n"
+            look = libc + "assert libc.shmget(0x5eed, 0, 0) == -1\ndef add(a, b):\n    return a + b\n"
+            for jid, program in (("ipc_make", make), ("ipc_look", look)):  # one after the other
+                r = svc.run([{"id": jid, "program": program,
+                              "tests": {"kind": "assert", "code": check, "entry_point": "add"}}])[0]
+                out["results"][jid] = [r["status"], r["cases"][0]["error"]]
     except SandboxUnavailable as e:
         out["refused"] = str(e)
     print(json.dumps(out))
@@ -94,3 +101,4 @@ def test_service_as_an_ordinary_user():
     assert res["eq"][0] != "passed", res
     assert res["forks"] == ["passed", None], res  # RLIMIT_NPROC holds inside the job's own user namespace
     assert res["io"] == ["passed", None], res
+    assert res["ipc_make"] == res["ipc_look"] == ["passed", None], res  # a SysV segment does not outlive its job

@@ -86,6 +86,17 @@ class Capabilities:
     userns: bool = False       # unprivileged user namespaces (needed when not root)
     namespaces: bool = False   # net+mount+ipc+pid namespaces for the service and a PID namespace per job
     missing: list[str] = field(default_factory=list)
+    ipc_closed: bool = False   # no SysV or POSIX-mqueue object can be made in the service's IPC namespace (set by
+    #                            enter_service_namespaces), so jobs need no IPC namespace of their own
+
+    @property
+    def job_clone_flags(self) -> int:
+        """Namespaces each program process gets: its own PID namespace (killing its init kills everything the job
+        started) and, unless IPC objects are closed service-wide, its own IPC namespace (SysV objects outlive their
+        process: one job's must not be there for the next). A per-job IPC namespace costs ~35 us of CPU per job."""
+        if not self.namespaces:
+            return 0
+        return CLONE_NEWPID | (0 if self.ipc_closed else CLONE_NEWIPC)
 
     @property
     def full(self) -> bool:
@@ -180,6 +191,7 @@ def enter_service_namespaces(caps: Capabilities, tmpfs_size: str = "4g") -> None
         unshare(flags)
     else:
         _setup_userns(os.getuid(), os.getgid(), flags | CLONE_NEWUSER)
+    caps.ipc_closed = close_ipc()
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     # The interpreter, a venv or this checkout may live under JOB_ROOT (a clone in /tmp, say): keep a handle on the
     # host directory, cover it with the job tmpfs, then bind back just the entries the service needs (read-only
@@ -198,6 +210,31 @@ def enter_service_namespaces(caps: Capabilities, tmpfs_size: str = "4g") -> None
         mount(src, dst, None, MS_BIND | MS_REC)
     if host_root >= 0:
         os.close(host_root)
+
+
+# In the service's own IPC namespace: room for no SysV shared-memory segment, semaphore set or message queue, and no
+# POSIX message queue (these limits are per IPC namespace; creating one then fails with ENOSPC).
+IPC_LIMITS = {"kernel/shmmni": "0", "kernel/msgmni": "0", "fs/mqueue/queues_max": "0"}
+
+
+def close_ipc() -> bool:
+    """Forbid IPC objects in the (new, empty) IPC namespace of the calling process. False where the host does not let
+    us (writing these sysctls from a user namespace needs Linux 5.19 or so): jobs then get IPC namespaces of their
+    own instead. Only ever called right after unshare(CLONE_NEWIPC)."""
+    try:
+        with open("/proc/sys/kernel/sem") as f:
+            sem = f.read().split()
+        limits = {**IPC_LIMITS, "kernel/sem": " ".join(sem[:3] + ["0"])}  # SEMMSL SEMMNS SEMOPM SEMMNI
+        for key, value in limits.items():
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+        for key, value in limits.items():
+            with open(f"/proc/sys/{key}") as f:
+                if f.read().split() != value.split():
+                    return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _service_paths() -> set[str]:

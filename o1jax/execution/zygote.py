@@ -83,7 +83,7 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
     gc.collect()
     gc.freeze()  # children's collections skip everything inherited: fewer copy-on-write page faults per program
     sandbox.trim_heap()  # free heap pages go back to the kernel: fewer page-table entries to copy per fork
-    flags = (sandbox.CLONE_NEWPID | sandbox.CLONE_NEWIPC) if caps.namespaces else 0
+    flags = caps.job_clone_flags
     sock, own = _hold_low_fds(sock)
     if NATIVE:  # returns only in a new child, its descriptors already in place
         role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir, vm_base = _native.serve(
