@@ -119,7 +119,7 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
             seq_s, _, raw = line.partition(b" ")
             seq = int(seq_s)
             try:
-                job = jobs.validate(json.loads(raw))
+                jobs.validate(json.loads(raw))
             except (ValueError, jobs.InvalidJob) as e:
                 try:
                     jid = json.loads(raw).get("id")
@@ -129,7 +129,8 @@ def _serve(caps: sandbox.Capabilities, n_workers: int, job_root: str) -> int:
                 continue
             slot = min(free, key=lambda i: len(inflight[i]))  # an idle worker first
             inflight[slot].append(seq)
-            _write_fd(slots[slot][1], (json.dumps({"seq": seq, "job": job}, separators=(",", ":")) + "\n").encode())
+            # The job goes on as the client wrote it (valid JSON, one line): the worker normalises it again.
+            _write_fd(slots[slot][1], b'{"seq":%d,"job":%s}\n' % (seq, raw))
         if not any(inflight.values()) and not stdin_open and not queue:
             break
         for key, _ in sel.select(timeout=1.0):

@@ -505,7 +505,7 @@ def worker_main(slot: int, caps: sandbox.Capabilities, job_root: str, rfd: int, 
             buf += chunk
         line, buf = buf.split(b"\n", 1)
         msg = json.loads(line)
-        res = worker.run(msg["job"])
+        res = worker.run(jobs.validate(msg["job"]))  # valid: the service checked it (this adds the defaults)
         data = (json.dumps({"seq": msg["seq"], "result": res}) + "\n").encode()
         while data:
             data = data[os.write(wfd, data):]

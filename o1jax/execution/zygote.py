@@ -42,8 +42,8 @@ _ANC = socket.CMSG_SPACE(MAX_FDS * 4)
 #   zygote -> worker  "p TOKEN PID" + its pidfd | "e TOKEN MESSAGE" | "x PID WAIT_STATUS"  (UID "-": keep ours)
 
 
-def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
-    msg, anc, _, _ = sock.recvmsg(4096, _ANC)
+def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
+    msg, anc, _, _ = sock.recvmsg(4096, _ANC, flags)
     return msg, harness.received_fds(anc)
 
 
@@ -260,8 +260,4 @@ class ZygoteClient:
 
 
 def _recv_nowait(sock: socket.socket):
-    sock.setblocking(False)
-    try:
-        return _recv(sock)
-    finally:
-        sock.setblocking(True)
+    return _recv(sock, socket.MSG_DONTWAIT)  # BlockingIOError when nothing is there
