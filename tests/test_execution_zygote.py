@@ -31,6 +31,16 @@ def _ask(zyg: zygote.ZygoteClient, text: bytes, fds=()) -> bytes:
             return msg
 
 
+def _exit_status(zyg: zygote.ZygoteClient, pid: int, timeout: float = 10.0) -> int:
+    """The child's exit code, as its zygote reports it."""
+    poller = select.poll()
+    poller.register(zyg.sock, select.POLLIN)
+    while pid not in zyg.exits:
+        assert poller.poll(int(timeout * 1000)), f"no exit report for {pid} within {timeout} s"
+        zyg.drain()
+    return os.waitstatus_to_exitcode(zyg.exits.pop(pid))
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_zygote_answers_malformed_requests_and_keeps_serving(loop, tmp_path):
     zyg = _client(loop, tmp_path)
@@ -49,11 +59,28 @@ def test_zygote_answers_malformed_requests_and_keeps_serving(loop, tmp_path):
         pid, pidfd = zyg.spawn("no-such-role", str(tmp_path), sandbox.Limits(cpu_s=5, memory_mb=256), None, {4: w})
         os.close(w)
         assert pid > 0 and pidfd is not None
-        while pid not in zyg.exits:
-            zyg.drain()
-        assert os.waitstatus_to_exitcode(zyg.exits.pop(pid)) in (1, 121)
+        assert _exit_status(zyg, pid) == 1  # harness.child_main: an unknown role is an error
         os.close(pidfd)
         os.close(r)
+    finally:
+        zyg.close()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_child_that_cannot_enter_its_sandbox_says_so_and_exits_121(loop, tmp_path):
+    """Both loops enter the job sandbox in the child (the C one in C): a step that fails (here chdir into a directory
+    that is not there) ends the child before any job data, with the reason on its stderr."""
+    zyg = _client(loop, tmp_path)
+    try:
+        r, w = os.pipe()
+        pid, pidfd = zyg.spawn("serve", str(tmp_path / "gone"), sandbox.Limits(cpu_s=5, memory_mb=256), None,
+                               {2: w, 4: w})
+        os.close(w)
+        assert _exit_status(zyg, pid) == 121
+        said = os.read(r, 4096).decode()
+        assert said.startswith("sandbox setup failed:") and ("chdir" in said or "FileNotFoundError" in said), said
+        os.close(r)
+        os.close(pidfd)
     finally:
         zyg.close()
 

@@ -5,13 +5,16 @@
  * the child lives. This loop writes only its own stack and a small table, and never runs the interpreter, so the
  * zygote's Python heap stays exactly as the warm-up left it.
  *
- * serve(sock, own, flags, remeasure) serves spawn requests on the SOCK_SEQPACKET socket `sock` (wire format in
- * zygote.py). In the parent it never returns (it exits when the worker closes its end). In each child it returns
- * (role, uid or None, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir, vm_base): the child's
- * descriptors are already on their target numbers, like the Python loop does it.
+ * serve(sock, own, flags, remeasure, policy) serves spawn requests on the SOCK_SEQPACKET socket `sock` (wire format
+ * in zygote.py). In the parent it never returns (it exits when the worker closes its end). In each child it first
+ * enters the job sandbox, step for step what sandbox.enter_job_sandbox does (the child's Python would otherwise
+ * copy ~50 pages of the zygote doing it), then returns (role, workdir) with the job's descriptors on their numbers.
  *   own: the zygote's own descriptors for 0..6, put back after every clone;
- *   flags: clone flags (CLONE_NEWPID | CLONE_NEWIPC or 0);
- *   remeasure: forks between measurements of the address-space size (/proc/self/statm).
+ *   flags: clone flags (Capabilities.job_clone_flags);
+ *   remeasure: forks between measurements of the address-space size (/proc/self/statm);
+ *   policy: (root, namespaces, preset fsize_mb, preset nofile, preset nproc, JOB_ROOT, PRIVATE_TMP): the host's
+ *           capabilities and the limits every child already inherits (zygote.PRESET), as enter_job_sandbox gets them.
+ * A child whose sandbox setup fails says so on its stderr and exits 121, as the Python loop's child does.
  * The GIL stays held throughout: the zygote has no other thread, so a child's interpreter is consistent as cloned
  * (CPython's after-fork reinitialisation has nothing to repair, as in sandbox.clone_process).
  */
@@ -25,9 +28,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -35,6 +44,12 @@
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLONE_NEWUSER
+#define CLONE_NEWUSER 0x10000000
 #endif
 
 #define LOW 7          /* a child's fixed descriptors 0..6 */
@@ -142,13 +157,91 @@ static const char *parse(char *text, request_t *r) {
     return NULL;
 }
 
-static PyObject *child_tuple(request_t *r, long vm_base) {
-    PyObject *targets = PyTuple_New(r->n_targets);
-    if (!targets) return NULL;
-    for (int i = 0; i < r->n_targets; i++) PyTuple_SET_ITEM(targets, i, PyLong_FromLong(r->targets[i]));
-    PyObject *uid = strcmp(r->uid, "-") == 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromString(r->uid, NULL, 10);
-    return Py_BuildValue("(sNlllllNsl)", r->role, uid, r->ints[0], r->ints[1], r->ints[2], r->ints[3], r->ints[4],
-                         targets, r->workdir, vm_base);
+/* ---- the child's way into its sandbox (sandbox.enter_job_sandbox, in C) ---- */
+
+typedef struct {
+    int root, namespaces;
+    long fsize_mb, nofile, nproc;  /* the preset every child inherits from the zygote */
+    char job_root[256], private_tmp[256];
+} policy_t;
+
+static void fail(const char *step) {
+    char text[256];
+    int n = snprintf(text, sizeof text, "sandbox setup failed: %s: %s\n", step, strerror(errno));
+    if (write(2, text, n > 0 ? (size_t)n : 0) < 0) {
+    }
+    _exit(121);
+}
+
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) fail(path);
+    close(fd);
+}
+
+static void setup_userns(int flags) {  /* sandbox._setup_userns(0, 0, flags) */
+    if (unshare(flags) < 0) fail("unshare");
+    write_file("/proc/self/setgroups", "deny");
+    write_file("/proc/self/uid_map", "0 0 1");
+    write_file("/proc/self/gid_map", "0 0 1");
+}
+
+static void close_all_but(const int *keep, int n_keep) {  /* sandbox._close_all_but over keep + {0, 1, 2} */
+    int fds[MAX_FDS + 3], n = 0;
+    for (int i = 0; i < 3; i++) fds[n++] = i;
+    for (int i = 0; i < n_keep; i++) fds[n++] = keep[i];
+    for (int i = 1; i < n; i++) {  /* insertion sort: a handful of numbers */
+        for (int j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+            int t = fds[j];
+            fds[j] = fds[j - 1];
+            fds[j - 1] = t;
+        }
+    }
+    unsigned int low = 0;
+    for (int i = 0; i <= n; i++) {
+        unsigned int high = i < n ? (unsigned int)fds[i] : ~0U;
+        if (high > low && syscall(SYS_close_range, low, high - 1, 0) < 0) {
+            if (errno != ENOSYS) fail("close_range");
+            for (unsigned int fd = low; fd < high && fd < 65536; fd++) close((int)fd);
+        }
+        if (i < n) low = (unsigned int)fds[i] + 1;
+    }
+}
+
+static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *step) {
+    struct rlimit rl = {soft, hard};
+    if (setrlimit(resource, &rl) < 0) fail(step);
+}
+
+static void enter_sandbox(const request_t *r, const policy_t *p, long vm_base) {
+    long cpu_s = r->ints[0], memory_mb = r->ints[1], fsize_mb = r->ints[2], nofile = r->ints[3], nproc = r->ints[4];
+    int checker = strcmp(r->role, "check") == 0;
+    int has_uid = strcmp(r->uid, "-") != 0;
+    if (setsid() < 0) fail("setsid");
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("PR_SET_PDEATHSIG");
+    close_all_but(r->targets, r->n_targets);
+    int shared_uid = p->namespaces && !p->root;
+    if (shared_uid) {  /* sandbox._private_workdir */
+        setup_userns(CLONE_NEWUSER | CLONE_NEWNS);
+        char opts[300];
+        snprintf(opts, sizeof opts, "mode=0711,%s", p->private_tmp);
+        if (mount("tmpfs", p->job_root, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) fail("mount");
+        if (mkdir(r->workdir, 0700) < 0) fail("mkdir");
+        setup_userns(CLONE_NEWUSER | CLONE_NEWNS);
+    } else if (p->root && has_uid) {
+        uid_t uid = (uid_t)strtol(r->uid, NULL, 10);
+        if (setgroups(0, NULL) < 0) fail("setgroups");
+        if (setgid((gid_t)uid) < 0) fail("setgid");
+        if (setresuid(uid, uid, uid) < 0) fail("setresuid");
+    }
+    if (chdir(r->workdir) < 0) fail("chdir");
+    if ((checker || shared_uid) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail("PR_SET_DUMPABLE");
+    if (cpu_s) set_limit(RLIMIT_CPU, (rlim_t)cpu_s, (rlim_t)cpu_s + 1, "RLIMIT_CPU");
+    if (p->fsize_mb != fsize_mb) set_limit(RLIMIT_FSIZE, (rlim_t)fsize_mb << 20, (rlim_t)fsize_mb << 20, "RLIMIT_FSIZE");
+    if (p->nofile != nofile) set_limit(RLIMIT_NOFILE, (rlim_t)nofile, (rlim_t)nofile, "RLIMIT_NOFILE");
+    if (shared_uid || (p->root && p->nproc != nproc)) set_limit(RLIMIT_NPROC, (rlim_t)nproc, (rlim_t)nproc, "RLIMIT_NPROC");
+    rlim_t mem = (rlim_t)vm_base + ((rlim_t)memory_mb << 20);
+    set_limit(RLIMIT_AS, mem, mem, "RLIMIT_AS");
 }
 
 static PyObject *serve(PyObject *self, PyObject *args) {
@@ -156,7 +249,19 @@ static PyObject *serve(PyObject *self, PyObject *args) {
     int sock, remeasure;
     unsigned long flags;
     PyObject *own_obj;
-    if (!PyArg_ParseTuple(args, "iOki", &sock, &own_obj, &flags, &remeasure)) return NULL;
+    policy_t policy;
+    const char *job_root, *private_tmp;
+    if (!PyArg_ParseTuple(args, "iOki(pplllss)", &sock, &own_obj, &flags, &remeasure, &policy.root,
+                          &policy.namespaces, &policy.fsize_mb, &policy.nofile, &policy.nproc, &job_root,
+                          &private_tmp)) {
+        return NULL;
+    }
+    if (strlen(job_root) >= sizeof policy.job_root || strlen(private_tmp) >= sizeof policy.private_tmp) {
+        PyErr_SetString(PyExc_ValueError, "policy: path or options too long");
+        return NULL;
+    }
+    strcpy(policy.job_root, job_root);
+    strcpy(policy.private_tmp, private_tmp);
     int own[LOW];
     PyObject *seq = PySequence_Fast(own_obj, "own must be a sequence");
     if (!seq) return NULL;
@@ -244,7 +349,10 @@ static PyObject *serve(PyObject *self, PyObject *args) {
             if (forks % (unsigned long)remeasure == 0) vm_base = vm_size();
             forks++;
             pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-            if (pid == 0) return child_tuple(&r, vm_base);
+            if (pid == 0) {
+                enter_sandbox(&r, &policy, vm_base);
+                return Py_BuildValue("(ss)", r.role, r.workdir);
+            }
             if (pid < 0) err = strerror(errno);
             for (int j = 0; j < r.n_targets; j++) dup2(own[r.targets[j]], r.targets[j]);
         }
@@ -272,7 +380,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_zygote", NULL, -1, 
 
 PyMODINIT_FUNC PyInit__zygote(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "ABI", 1) < 0) {  /* zygote.ABI: the serve() this build implements */
+    if (m && PyModule_AddIntConstant(m, "ABI", 2) < 0) {  /* zygote.ABI: the serve() this build implements */
         Py_DECREF(m);
         return NULL;
     }

@@ -388,13 +388,12 @@ def enter_zygote_limits(caps: Capabilities, preset: Limits) -> None:
 
 
 def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits: Limits,
-                      keep_fds: tuple[int, ...], vm_base: int, preset: Limits, home: str,
-                      checker: bool = False) -> None:
+                      keep_fds: tuple[int, ...], vm_base: int, preset: Limits, checker: bool = False) -> None:
     """In a process freshly cloned by the zygote, before any job data arrives: lose every privilege, then limit
     resources. It inherits what enter_zygote_limits set with `preset` (no new privileges, no core dumps, those
-    limits) and the zygote's job environment (HOME and TMPDIR `home`); only this job's differences are set here.
-    vm_base: the zygote's address-space size (measured there, so the child does not have to open /proc); the memory
-    limit is relative to it."""
+    limits) and the zygote's job environment; only this job's differences are set here. vm_base: the zygote's
+    address-space size (measured there, so the child does not have to open /proc); the memory limit is relative to
+    it. The zygote's C loop (_zygote.c, enter_sandbox) does these same steps in the same order: change both."""
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _close_all_but(set(keep_fds) | {0, 1, 2})  # every inherited descriptor we did not pass on purpose
@@ -422,5 +421,3 @@ def enter_job_sandbox(caps: Capabilities, uid: int | None, workdir: str, limits:
     # Memory is relative to what this interpreter already maps, so the limit means the same on every host.
     mem = vm_base + (limits.memory_mb << 20)
     rl.setrlimit(rl.RLIMIT_AS, (mem, mem))
-    if workdir != home:  # the checker; every program runs in its slot's one job directory
-        os.environ["HOME"] = os.environ["TMPDIR"] = workdir

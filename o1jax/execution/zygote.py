@@ -25,7 +25,7 @@ import socket
 
 from o1jax.execution import harness, sandbox
 
-ABI = 1  # bump with any change to _zygote.c's serve(): a stale build is then left unused, not misused
+ABI = 2  # bump with any change to _zygote.c's serve(): a stale build is then left unused, not misused
 try:
     from o1jax.execution import _zygote as _native
     if getattr(_native, "ABI", None) != ABI:
@@ -85,11 +85,11 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
     sandbox.trim_heap()  # free heap pages go back to the kernel: fewer page-table entries to copy per fork
     flags = caps.job_clone_flags
     sock, own = _hold_low_fds(sock)
-    if NATIVE:  # returns only in a new child, its descriptors already in place
-        role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets, workdir, vm_base = _native.serve(
-            sock.fileno(), own, flags, VM_REMEASURE)
-        _child(role, uid, sandbox.Limits(cpu_s, memory_mb, fsize_mb, nofile, nproc), targets, workdir, caps,
-               vm_base, home)
+    if NATIVE:  # returns only in a new child, inside its sandbox, its descriptors in place
+        policy = (caps.root, caps.namespaces, PRESET.fsize_mb, PRESET.nofile, PRESET.nproc, sandbox.JOB_ROOT,
+                  sandbox.PRIVATE_TMP)
+        role, workdir = _native.serve(sock.fileno(), own, flags, VM_REMEASURE, policy)
+        _begin(role, workdir, home)
     serve_python(sock, own, flags, caps, home)
 
 
@@ -167,18 +167,33 @@ def serve_python(sock: socket.socket, own: list[int], flags: int, caps: sandbox.
 
 def _child(role: str, uid: int | None, limits: sandbox.Limits, targets: tuple[int, ...], workdir: str, caps,
            vm_base: int, home: str) -> None:
-    """In the new process: its descriptors are already in place; every other inherited one (the zygote's socket,
-    pidfds, the /dev/null it holds 0-6 with) is closed by enter_job_sandbox."""
+    """In a new process of the Python loop: its descriptors are already in place; every other inherited one (the
+    zygote's socket, pidfds, the /dev/null it holds 0-6 with) is closed by enter_job_sandbox."""
     try:
-        _random.Random.seed(_RNG, None)
-        sandbox.enter_job_sandbox(caps, uid, workdir, limits, targets, vm_base=vm_base, preset=PRESET, home=home,
+        sandbox.enter_job_sandbox(caps, uid, workdir, limits, targets, vm_base=vm_base, preset=PRESET,
                                   checker=role == "check")
     except BaseException as e:
-        try:
-            os.write(2, f"sandbox setup failed: {e!r}\n".encode())
-        finally:
-            os._exit(121)
+        _setup_failed(e)
+    _begin(role, workdir, home)
+
+
+def _begin(role: str, workdir: str, home: str) -> None:
+    """In a new process, its sandbox entered (by _child, or by the C loop before it returned): its own random stream,
+    the checker's own HOME (every program's is the zygote's), then its role. Never returns."""
+    try:
+        _random.Random.seed(_RNG, None)
+        if workdir != home:
+            os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    except BaseException as e:
+        _setup_failed(e)
     harness.child_main(role)
+
+
+def _setup_failed(e: BaseException) -> None:
+    try:
+        os.write(2, f"sandbox setup failed: {e!r}\n".encode())
+    finally:
+        os._exit(121)
 
 
 def _hold_low_fds(sock: socket.socket) -> tuple[socket.socket, list[int]]:
