@@ -66,10 +66,19 @@ def test_compile_check_separate_from_running(svc):
 
 
 def test_invalid_jobs_do_not_stop_others(svc):
+    deep: list = []
+    for _ in range(100000):  # more nesting than json can write or read back
+        deep = [deep]
     res = svc.run([{"id": "x", "program": 3}, {"id": "y", "program": "", "tests": {"kind": "nope"}},
+                   {"id": "z", "program": "", "tests": {"kind": "call", "fn_name": "f",
+                                                        "cases": [{"args": deep, "expected": 1}]}},
                    _assert_job("ok", "def f(): return 1", "def check(c): assert c() == 1")])
-    assert [r["status"] for r in res] == ["invalid_job", "invalid_job", "passed"]
-    assert "program" in res[0]["error"] and "kind" in res[1]["error"]
+    assert [r["status"] for r in res] == ["invalid_job", "invalid_job", "invalid_job", "passed"], res
+    assert "program" in res[0]["error"] and "kind" in res[1]["error"] and res[2]["id"] == "z"
+    # What a worker does with a job line (the client cannot write this one): too deep for json is an invalid job.
+    from o1jax.execution import jobs
+    job, bad = jobs.parse(b"[" * 100000)
+    assert job is None and bad["status"] == "invalid_job" and "invalid job" in bad["error"]
 
 
 def test_timeout_and_memory_statuses(svc):
@@ -119,13 +128,15 @@ def test_cli_contract(tmp_path):
         json.dumps({"id": "a", "program": "print(input()[::-1])",
                     "tests": {"kind": "stdio", "cases": [{"input": "abc", "output": "cba"}]}}),
         "{broken", json.dumps({"id": "c", "program": "def f(): return 1",
-                               "tests": {"kind": "call", "fn_name": "f", "cases": [{"args": [], "expected": 2}]}})]))
+                               "tests": {"kind": "call", "fn_name": "f", "cases": [{"args": [], "expected": 2}]}}),
+        "[" * 100000]))  # too deeply nested for json: a malformed line like any other
     out = tmp_path / "res.jsonl"
     p = subprocess.run([sys.executable, "-m", "o1jax", "execute", "--jobs", str(jobs), "--out", str(out),
                         "--workers", "2"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     res = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["id"], r["status"]) for r in res] == [("a", "passed"), (None, "invalid_job"), ("c", "failed")]
+    assert [(r["id"], r["status"]) for r in res] == [("a", "passed"), (None, "invalid_job"), ("c", "failed"),
+                                                     (None, "invalid_job")]
     p = subprocess.run([sys.executable, "-m", "o1jax", "execute", "--jobs", str(tmp_path / "missing.jsonl")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1

@@ -42,8 +42,8 @@ def _read_jobs(path: str) -> list:
                 continue
             try:
                 jobs.append(json.loads(line))
-            except ValueError as e:
-                jobs.append({"__malformed__": f"line {n}: not JSON ({e})"})
+            except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply for json
+                jobs.append({"__malformed__": f"line {n}: not JSON ({e})"[:2000]})
     return jobs
 
 
@@ -63,9 +63,8 @@ def run(args) -> int:
     results: list = [None] * len(jobs)
     with svc:
         runnable = [i for i, j in enumerate(jobs) if not (isinstance(j, dict) and "__malformed__" in j)]
-        for i, j in enumerate(jobs):
-            if i not in set(runnable):
-                results[i] = invalid_result(None, j["__malformed__"])
+        for i in set(range(len(jobs))) - set(runnable):
+            results[i] = invalid_result(None, jobs[i]["__malformed__"])
         futures = svc.submit([jobs[i] for i in runnable])
         index = {id(f): i for f, i in zip(futures, runnable)}
         from concurrent.futures import as_completed

@@ -7,6 +7,8 @@ Result: {"id", "status", "passed", "total", "compiled", "cases", "stderr", "dura
 """
 from __future__ import annotations
 
+import json
+
 STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "compile_error", "invalid_job",
             "sandbox_error")
 KINDS = ("stdio", "call", "assert")
@@ -57,6 +59,18 @@ def validate(job) -> dict:
               "assert tests need an identifier tests.entry_point")
     return {"id": job["id"], "program": job["program"], "tests": tests, "timeout_s": float(timeout),
             "memory_mb": mem}
+
+
+def parse(raw: bytes | str) -> tuple[dict | None, dict | None]:
+    """One job line: (its normalised job, None), or (None, its invalid_job result naming what is wrong)."""
+    try:
+        return validate(json.loads(raw)), None
+    except (ValueError, InvalidJob, RecursionError) as e:  # RecursionError: JSON nested too deeply
+        try:
+            jid = json.loads(raw).get("id")
+        except Exception:
+            jid = None
+        return None, invalid_result(jid, f"invalid job: {e}"[:2000])
 
 
 def n_tests(tests: dict) -> int:

@@ -78,9 +78,9 @@ class ExecutionService:
                 futures.append(fut)
                 try:
                     raw = json.dumps(job, separators=(",", ":"), allow_nan=False)
-                except (TypeError, ValueError) as e:
+                except (TypeError, ValueError, RecursionError) as e:
                     raw = json.dumps({"id": job.get("id") if isinstance(job, dict) else None,
-                                      "__unserialisable__": str(e)})
+                                      "__unserialisable__": str(e)[:2000]})
                 lines.append(f"{self._seq} {raw}\n".encode())
             data = b"".join(lines)
         threading.Thread(target=self._send, args=(data,), daemon=True).start() if len(data) > 1 << 16 \

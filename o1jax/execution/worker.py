@@ -488,7 +488,8 @@ class Worker:
 
 
 def worker_main(slot: int, caps: sandbox.Capabilities, job_root: str, rfd: int, wfd: int) -> None:
-    """Loop: one JSON line in ({"seq", "job"}), one JSON line out ({"seq", "result"}). Never returns."""
+    """Loop: one job line in ("SEQ JOB_JSON", as the client sent it), one JSON line out ({"seq", "result"}). Never
+    returns."""
     # One CPU per slot (slots share CPUs round-robin): the worker, its zygote and the job's processes ping-pong on
     # one core, so each RPC is a same-CPU switch instead of a cross-CPU wakeup. Children inherit the mask.
     cpus = sorted(os.sched_getaffinity(0))
@@ -504,8 +505,10 @@ def worker_main(slot: int, caps: sandbox.Capabilities, job_root: str, rfd: int, 
                 os._exit(0)
             buf += chunk
         line, buf = buf.split(b"\n", 1)
-        msg = json.loads(line)
-        res = worker.run(jobs.validate(msg["job"]))  # valid: the service checked it (this adds the defaults)
-        data = (json.dumps({"seq": msg["seq"], "result": res}) + "\n").encode()
+        seq, _, raw = line.partition(b" ")
+        job, res = jobs.parse(raw)  # a malformed job gets its invalid_job result here; the others still run
+        if job is not None:
+            res = worker.run(job)
+        data = b'{"seq":%d,"result":%s}\n' % (int(seq), json.dumps(res).encode())
         while data:
             data = data[os.write(wfd, data):]
