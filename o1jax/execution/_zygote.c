@@ -237,9 +237,12 @@ static void enter_sandbox(const request_t *r, const policy_t *p, long vm_base) {
     if (chdir(r->workdir) < 0) fail("chdir");
     if ((checker || shared_uid) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail("PR_SET_DUMPABLE");
     if (cpu_s) set_limit(RLIMIT_CPU, (rlim_t)cpu_s, (rlim_t)cpu_s + 1, "RLIMIT_CPU");
-    if (p->fsize_mb != fsize_mb) set_limit(RLIMIT_FSIZE, (rlim_t)fsize_mb << 20, (rlim_t)fsize_mb << 20, "RLIMIT_FSIZE");
+    rlim_t fsize = (rlim_t)fsize_mb << 20;
+    if (p->fsize_mb != fsize_mb) set_limit(RLIMIT_FSIZE, fsize, fsize, "RLIMIT_FSIZE");
     if (p->nofile != nofile) set_limit(RLIMIT_NOFILE, (rlim_t)nofile, (rlim_t)nofile, "RLIMIT_NOFILE");
-    if (shared_uid || (p->root && p->nproc != nproc)) set_limit(RLIMIT_NPROC, (rlim_t)nproc, (rlim_t)nproc, "RLIMIT_NPROC");
+    if (shared_uid || (p->root && p->nproc != nproc)) {  /* root: per unprivileged uid; else per own user ns */
+        set_limit(RLIMIT_NPROC, (rlim_t)nproc, (rlim_t)nproc, "RLIMIT_NPROC");
+    }
     rlim_t mem = (rlim_t)vm_base + ((rlim_t)memory_mb << 20);
     set_limit(RLIMIT_AS, mem, mem, "RLIMIT_AS");
 }
