@@ -1,4 +1,5 @@
-/* The zygote's fork loop in C (o1jax/execution/zygote.py is the Python twin, used where this did not build).
+/* The zygote's fork loop in C, and the few libc calls the service needs that Python's os module lacks (libc.py).
+ * Optional: where this did not build, zygote.serve_python and ctypes do the same work.
  *
  * Why C: after every fork the zygote's memory is shared, copy-on-write, with the new program process. A Python loop
  * writes ~115 pages of it per job (every object it touches gets a reference-count write), each a page copy while
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <malloc.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -374,8 +376,72 @@ static PyObject *serve(PyObject *self, PyObject *args) {
     }
 }
 
+/* ---- the few libc calls the service needs that Python 3.10/3.11's os module lacks (else: ctypes, in sandbox.py;
+ * with these the service never imports ctypes, and no program process maps it) ---- */
+
+static PyObject *os_error(void) { return PyErr_SetFromErrno(PyExc_OSError); }
+
+static PyObject *py_unshare(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long flags;
+    if (!PyArg_ParseTuple(args, "k", &flags)) return NULL;
+    if (unshare((int)flags) < 0) return os_error();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_mount(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *src, *target, *fstype, *data;
+    unsigned long flags;
+    if (!PyArg_ParseTuple(args, "zszkz", &src, &target, &fstype, &flags, &data)) return NULL;
+    if (mount(src, target, fstype, flags, data) < 0) return os_error();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_umount2(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *target;
+    int flags;
+    if (!PyArg_ParseTuple(args, "si", &target, &flags)) return NULL;
+    if (umount2(target, flags) < 0) return os_error();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_prctl(PyObject *self, PyObject *args) {
+    (void)self;
+    int option;
+    unsigned long arg;
+    if (!PyArg_ParseTuple(args, "ik", &option, &arg)) return NULL;
+    if (prctl(option, arg, 0, 0, 0) < 0) return os_error();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_malloc_trim(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    malloc_trim(0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_clone(PyObject *self, PyObject *args) {  /* sandbox.clone_process */
+    (void)self;
+    unsigned long flags;
+    int threaded;
+    if (!PyArg_ParseTuple(args, "kp", &flags, &threaded)) return NULL;
+    long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) return os_error();
+    if (pid == 0 && threaded) PyOS_AfterFork_Child();
+    return PyLong_FromLong(pid);
+}
+
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS, "Serve spawn requests; returns only in a child (see the module source)."},
+    {"unshare", py_unshare, METH_VARARGS, "unshare(flags)"},
+    {"mount", py_mount, METH_VARARGS, "mount(source or None, target, fstype or None, flags, data or None)"},
+    {"umount2", py_umount2, METH_VARARGS, "umount2(target, flags)"},
+    {"prctl", py_prctl, METH_VARARGS, "prctl(option, arg)"},
+    {"malloc_trim", py_malloc_trim, METH_NOARGS, "malloc_trim(0): free heap memory back to the kernel"},
+    {"clone", py_clone, METH_VARARGS, "clone(flags, threaded): fork with namespace flags, holding the GIL"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -383,7 +449,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_zygote", NULL, -1, 
 
 PyMODINIT_FUNC PyInit__zygote(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "ABI", 2) < 0) {  /* zygote.ABI: the serve() this build implements */
+    if (m && PyModule_AddIntConstant(m, "ABI", 3) < 0) {  /* zygote.ABI: the serve() this build implements */
         Py_DECREF(m);
         return NULL;
     }

@@ -8,13 +8,14 @@ No JAX here, and nothing heavier than the standard library.
 """
 from __future__ import annotations
 
-import _thread
-import ctypes
 import os
 import resource
 import signal
 import sys
 from dataclasses import dataclass, field
+
+from o1jax.execution import libc
+from o1jax.execution.libc import clone_process, mount, prctl, unshare  # noqa: F401  (sandbox.clone_process & co.)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -27,56 +28,6 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 
 JOB_ROOT = "/tmp"          # inside the service's mount namespace: a private tmpfs, mode 0711
 UID_BASE = 60000           # root mode: program uid = UID_BASE + 2*slot, checker uid = that + 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-
-
-def _check(ret: int) -> int:
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
-
-
-def _clone_nr() -> int:
-    return {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120}.get(os.uname().machine, 56)
-
-
-def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags))
-
-
-def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
-    _check(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)))
-
-
-def prctl(option: int, arg: int = 0) -> None:
-    _check(_libc.prctl(option, arg, 0, 0, 0))
-
-
-_CLONE = _clone_nr()
-_clone_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall  # a PyDLL call keeps the GIL, as os.fork does
-_clone_holding_gil.restype = ctypes.c_long
-_after_fork_child = ctypes.pythonapi.PyOS_AfterFork_Child
-
-
-def clone_process(flags: int) -> int:
-    """fork() with namespace flags (a fork that can start a new PID namespace each time, unlike unshare).
-    Returns 0 in the child, like os.fork. Only for single-threaded callers (the zygote, the probe).
-
-    The GIL is held across the clone and no other thread exists, so the child's interpreter state is already
-    consistent: CPython's after-fork reinitialisation (other threads' locks, thread states, at-fork hooks) has
-    nothing to repair and is skipped. It cost ~0.2 ms and ~70 copy-on-write page faults per child. Its one hook that
-    matters here, re-seeding `random`, the zygote's child does itself."""
-    threaded = _thread._count() > 0
-    pid = _check(_clone_holding_gil(_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0))
-    if pid == 0 and threaded:
-        _after_fork_child()
-    return pid
 
 
 @dataclass
@@ -307,7 +258,7 @@ def expose_interpreter() -> None:
             else:
                 open(src, "w").close()
             mount(stash, src, None, MS_BIND | MS_REC)
-            _check(_libc.umount2(stash.encode(), 2))  # MNT_DETACH
+            libc.umount2(stash, 2)  # MNT_DETACH
             os.rmdir(stash)
 
 
@@ -322,10 +273,7 @@ class Limits:
 
 def trim_heap() -> None:
     """Return free malloc memory to the kernel (glibc malloc_trim; ~0.9 MB of the zygote's ~11 MB). No-op elsewhere."""
-    try:
-        _libc.malloc_trim(0)
-    except AttributeError:
-        pass
+    libc.malloc_trim()
 
 
 def vm_size_bytes() -> int:

@@ -40,8 +40,6 @@ def _emit(msg: dict) -> None:
 def main(argv: list[str]) -> int:
     workers = int(argv[0]) if argv else 0
     allow_weaker = "--allow-weaker" in argv
-    if "--python-zygote" in argv:
-        zygote.NATIVE = False
     # One slot per core by default: a job is one new process plus RPCs to the slot's long-lived checker, all pinned
     # to the slot's core; two slots per core measured ~10% slower on HumanEval (more switching, colder caches).
     workers = workers or WORKERS_PER_CPU * len(os.sched_getaffinity(0))

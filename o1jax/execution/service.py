@@ -34,10 +34,10 @@ class ExecutionService:
         argv = [sys.executable, "-I", "-c", _BOOT, pkg_dir, str(workers or 0)]
         if allow_weaker:
             argv.append("--allow-weaker")
-        if os.environ.get("O1JAX_ZYGOTE") == "python":  # the zygote's Python fork loop instead of the C one
-            argv.append("--python-zygote")
         # No variable of ours reaches the service (or, through it, a program): secrets stay here.
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if os.environ.get("O1JAX_ZYGOTE") == "python":  # run as if _zygote.c were not built (libc.py)
+            env["O1JAX_ZYGOTE"] = "python"
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/",
                                       close_fds=True, bufsize=0)
         # The pipes are raw (bufsize=0: every submit reaches the service at once); reading lines from a raw pipe

@@ -10,7 +10,8 @@ child's setup needs no /proc access and few copy-on-write page faults.
 The loop itself runs in C (_zygote.c, built by pip install) where it could be built: after each fork the zygote's
 memory is shared copy-on-write with the new program, and a Python loop writes ~115 of its pages per job (every object
 it touches gets a reference-count write), each one a page copy; the C loop writes ~7. `serve_python` below is the same
-loop in Python, for hosts without a C compiler (the service's hello says which one runs: `fork_loop`).
+loop in Python, for hosts without a C compiler or with O1JAX_ZYGOTE=python (the service's hello says which one runs:
+`fork_loop`).
 """
 from __future__ import annotations
 
@@ -23,16 +24,10 @@ import select
 import signal
 import socket
 
-from o1jax.execution import harness, sandbox
+from o1jax.execution import harness, libc, sandbox
 
-ABI = 2  # bump with any change to _zygote.c's serve(): a stale build is then left unused, not misused
-try:
-    from o1jax.execution import _zygote as _native
-    if getattr(_native, "ABI", None) != ABI:
-        _native = None
-except ImportError:
-    _native = None
-NATIVE = _native is not None  # the C loop; the server turns it off for --python-zygote
+_native = libc.native  # the C extension, if built (and not switched off: O1JAX_ZYGOTE=python)
+NATIVE = _native is not None  # run the C loop (tests pick either loop in a zygote they fork themselves)
 
 MAX_FDS = 8
 _ANC = socket.CMSG_SPACE(MAX_FDS * 4)
