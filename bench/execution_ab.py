@@ -4,14 +4,23 @@ and count where one job's CPU and page faults go. Tools for changing the service
     python bench/execution_ab.py ab CHECKOUT_A CHECKOUT_B [--rounds 4] [--workers 2] [--jobs humaneval|trivial]
     python bench/execution_ab.py faults CHECKOUT [--jobs trivial|humaneval]
 
-ab: alternates A and B, each a fresh service in a fresh interpreter, best of 3 passes over the jobs per run (the
-machine may be shared), and prints programs/s per round. faults: one worker; per job, the page faults and CPU of the
-zygote (clone and its own loop) and of its children (program processes and the checker), from /proc.
+ab: alternates A and B (A first in odd rounds, B first in even ones), each a fresh service in a fresh interpreter,
+4 passes over the jobs per run; per run it prints the best programs/s and the median busy CPU per job (all cores,
+from /proc/stat: on a machine doing nothing else that is the service's and the client's), then the medians over all
+rounds. CPU per job is the steadier of the two when the machine changes speed. faults: one worker; per job, the page
+faults and CPU of the zygote (clone and its own loop) and of its children (program processes and the checker), from
+/proc.
+
+Checkouts are directories (git worktrees, say); a checkout whose _zygote.c is not built runs the Python fork loop
+(build it in place: cc -shared -fPIC -O2 -I$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+o1jax/execution/_zygote.c -o o1jax/execution/_zygote$(python3-config --extension-suffix)).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -34,19 +43,27 @@ def _service(checkout: str, workers: int | None):
     return ExecutionService(workers=workers)
 
 
-def one_run(checkout: str, workers: int, kind: str) -> float:
-    """Best of 3 passes, programs/s (run in its own interpreter by `ab`)."""
+def _busy_s() -> float:
+    """Seconds of CPU all cores have spent busy since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def one_run(checkout: str, workers: int, kind: str) -> tuple[float, float]:
+    """(best programs/s, median ms of busy CPU per job) over 4 passes (run in its own interpreter by `ab`)."""
     jobs = _jobs(kind)
+    rates, cpu = [], []
     with _service(checkout, workers) as svc:
-        svc.run(jobs[:8])
-        best = 0.0
-        for _ in range(3):
-            t = time.perf_counter()
+        svc.run(jobs[:16])
+        for _ in range(4):
+            b, t = _busy_s(), time.perf_counter()
             res = svc.run(jobs)
-            best = max(best, len(jobs) / (time.perf_counter() - t))
+            rates.append(len(jobs) / (time.perf_counter() - t))
+            cpu.append(1000 * (_busy_s() - b) / len(jobs))
             if kind == "humaneval" and sum(r["status"] == "passed" for r in res) != len(jobs):
                 raise SystemExit(f"{checkout}: not every canonical solution passed")
-    return best
+    return max(rates), statistics.median(cpu)
 
 
 def faults(checkout: str, kind: str) -> None:
@@ -91,16 +108,25 @@ def main() -> None:
     r.add_argument("jobs")
     args = ap.parse_args()
     if args.cmd == "run":
-        print(one_run(args.checkout, args.workers, args.jobs))
+        print(json.dumps(one_run(args.checkout, args.workers, args.jobs)))
     elif args.cmd == "faults":
         faults(args.checkout, args.jobs)
     else:
+        got: dict[str, list] = {"A": [], "B": []}
         for i in range(args.rounds):
-            rates = [float(subprocess.run([sys.executable, __file__, "run", c, str(args.workers), args.jobs],
-                                          check=True, capture_output=True, text=True).stdout)
-                     for c in (args.a, args.b)]
-            print(f"round {i + 1}: A {rates[0]:.1f}  B {rates[1]:.1f} programs/s  (B/A {rates[1] / rates[0]:.3f})",
-                  flush=True)
+            order = ("A", "B") if i % 2 == 0 else ("B", "A")
+            for side in order:
+                checkout = args.a if side == "A" else args.b
+                out = subprocess.run([sys.executable, __file__, "run", checkout, str(args.workers), args.jobs],
+                                     check=True, capture_output=True, text=True).stdout
+                got[side].append(json.loads(out))
+            (ra, ca), (rb, cb) = got["A"][-1], got["B"][-1]
+            print(f"round {i + 1}: A {ra:.1f} programs/s {ca:.3f} ms/job   B {rb:.1f} programs/s {cb:.3f} ms/job   "
+                  f"(B/A rate {rb / ra:.3f}, A/B CPU {ca / cb:.3f})", flush=True)
+        med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v)) for k, v in got.items()}
+        print(f"medians: A {med['A'][0]:.1f} programs/s {med['A'][1]:.3f} ms/job   B {med['B'][0]:.1f} programs/s "
+              f"{med['B'][1]:.3f} ms/job   (B/A rate {med['B'][0] / med['A'][0]:.3f}, "
+              f"A/B CPU {med['A'][1] / med['B'][1]:.3f})")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import os
 import select
 import shutil
+import sysconfig
 
 import pytest
 
@@ -109,8 +110,9 @@ def test_zygote_kills_its_children_when_its_worker_goes(loop, tmp_path):
 def test_service_runs_the_c_loop_where_it_could_be_built():
     """pip install builds _zygote.c wherever a C compiler exists (CI has one); a failed build would silently cost the
     service its fast fork loop, so the suite says so."""
-    if not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("no C compiler on this host: the service runs the Python loop")
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if not (shutil.which("cc") or shutil.which("gcc")) or not os.path.exists(headers):
+        pytest.skip("no C compiler or no Python headers on this host: the service runs the Python loop")
     with ExecutionService(workers=1) as svc:
         assert svc.fork_loop == "c", "o1jax/execution/_zygote.c is not built: rerun pip install -e ."
     os.environ["O1JAX_ZYGOTE"] = "python"
