@@ -42,6 +42,19 @@ def _exit_status(zyg: zygote.ZygoteClient, pid: int, timeout: float = 10.0) -> i
     return os.waitstatus_to_exitcode(zyg.exits.pop(pid))
 
 
+def _child_exit(zyg: zygote.ZygoteClient, role: str, workdir: str, fds: dict[int, int]) -> int:
+    """Spawn one child with these descriptors (child fd -> ours; ours are closed once it has them) and return its
+    exit code."""
+    pid, pidfd = zyg.spawn(role, workdir, sandbox.Limits(cpu_s=5, memory_mb=256), None, fds)
+    for fd in set(fds.values()):
+        os.close(fd)
+    assert pid > 0 and pidfd is not None
+    try:
+        return _exit_status(zyg, pid)
+    finally:
+        os.close(pidfd)
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_zygote_answers_malformed_requests_and_keeps_serving(loop, tmp_path):
     zyg = _client(loop, tmp_path)
@@ -57,11 +70,7 @@ def test_zygote_answers_malformed_requests_and_keeps_serving(loop, tmp_path):
             if text != b"garbage":
                 assert reply.split(b" ")[1] == text.split(b" ")[0], reply  # the error names the request's token
         # Still serving: a real child, whose exit status comes back (a role the harness does not know exits 1).
-        pid, pidfd = zyg.spawn("no-such-role", str(tmp_path), sandbox.Limits(cpu_s=5, memory_mb=256), None, {4: w})
-        os.close(w)
-        assert pid > 0 and pidfd is not None
-        assert _exit_status(zyg, pid) == 1  # harness.child_main: an unknown role is an error
-        os.close(pidfd)
+        assert _child_exit(zyg, "no-such-role", str(tmp_path), {4: w}) == 1
         os.close(r)
     finally:
         zyg.close()
@@ -74,14 +83,10 @@ def test_a_child_that_cannot_enter_its_sandbox_says_so_and_exits_121(loop, tmp_p
     zyg = _client(loop, tmp_path)
     try:
         r, w = os.pipe()
-        pid, pidfd = zyg.spawn("serve", str(tmp_path / "gone"), sandbox.Limits(cpu_s=5, memory_mb=256), None,
-                               {2: w, 4: w})
-        os.close(w)
-        assert _exit_status(zyg, pid) == 121
+        assert _child_exit(zyg, "serve", str(tmp_path / "gone"), {2: w, 4: w}) == 121
         said = os.read(r, 4096).decode()
         assert said.startswith("sandbox setup failed:") and ("chdir" in said or "FileNotFoundError" in said), said
         os.close(r)
-        os.close(pidfd)
     finally:
         zyg.close()
 
