@@ -17,7 +17,7 @@
  *           capabilities and the limits every child already inherits (zygote.PRESET), as enter_job_sandbox gets them.
  * A child whose sandbox setup fails says so on its stderr and exits 121, as the Python loop's child does.
  * The GIL stays held throughout: the zygote has no other thread, so a child's interpreter is consistent as cloned
- * (CPython's after-fork reinitialisation has nothing to repair, as in sandbox.clone_process).
+ * (CPython's after-fork reinitialisation has nothing to repair, as in libc.clone_process).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

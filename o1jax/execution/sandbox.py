@@ -37,8 +37,9 @@ class Capabilities:
     userns: bool = False       # unprivileged user namespaces (needed when not root)
     namespaces: bool = False   # net+mount+ipc+pid namespaces for the service and a PID namespace per job
     missing: list[str] = field(default_factory=list)
-    ipc_closed: bool = False   # no SysV or POSIX-mqueue object can be made in the service's IPC namespace (set by
-    #                            enter_service_namespaces), so jobs need no IPC namespace of their own
+    # Set by enter_service_namespaces: no SysV or POSIX-mqueue object can be made in the service's IPC namespace, so
+    # jobs need no IPC namespace of their own.
+    ipc_closed: bool = False
 
     @property
     def job_clone_flags(self) -> int:

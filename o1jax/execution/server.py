@@ -15,7 +15,7 @@ import selectors
 import signal
 import sys
 
-from o1jax.execution import jobs, sandbox, zygote
+from o1jax.execution import sandbox, zygote
 
 WORKERS_PER_CPU = 1
 # Jobs a worker holds at once: the one it runs and the next, so it never waits on this process between jobs (~2% on
@@ -23,8 +23,7 @@ WORKERS_PER_CPU = 1
 DEPTH = 2
 # A busy worker gets its next job only if that job's line fits in half its pipe (emptied by the worker before it
 # started its job; 64 KB by default, less when the user's pipe quota runs low): a write that blocked here while the
-# worker blocks writing us its result would deadlock. Jobs go to workers in compact JSON, so a line grows by the
-# defaults validation adds, a few dozen bytes, over what the client sent.
+# worker blocks writing us its result would deadlock. Job lines go to workers exactly as the client sent them.
 PREFETCH_SHARE = 2
 
 

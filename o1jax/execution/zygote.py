@@ -23,6 +23,7 @@ import random
 import select
 import signal
 import socket
+from typing import NoReturn
 
 from o1jax.execution import harness, libc, sandbox
 
@@ -83,7 +84,10 @@ def zygote_main(sock: socket.socket, caps: sandbox.Capabilities, home: str) -> N
     if NATIVE:  # returns only in a new child, inside its sandbox, its descriptors in place
         policy = (caps.root, caps.namespaces, PRESET.fsize_mb, PRESET.nofile, PRESET.nproc, sandbox.JOB_ROOT,
                   sandbox.PRIVATE_TMP)
-        role, workdir = _native.serve(sock.fileno(), own, flags, VM_REMEASURE, policy)
+        try:
+            role, workdir = _native.serve(sock.fileno(), own, flags, VM_REMEASURE, policy)
+        except BaseException as e:  # in the zygote: it cannot serve; in a child: it could not become its job
+            _setup_failed(e)
         _begin(role, workdir, home)
     serve_python(sock, own, flags, caps, home)
 
@@ -184,7 +188,7 @@ def _begin(role: str, workdir: str, home: str) -> None:
     harness.child_main(role)
 
 
-def _setup_failed(e: BaseException) -> None:
+def _setup_failed(e: BaseException) -> NoReturn:
     try:
         os.write(2, f"sandbox setup failed: {e!r}\n".encode())
     finally:
@@ -214,8 +218,11 @@ class ZygoteClient:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
-            self.sock.close()
-            zygote_main(theirs, caps, home)
+            try:
+                self.sock.close()
+                zygote_main(theirs, caps, home)
+            finally:  # never unwind into the worker's code: not the zygote, not any child of it
+                os._exit(70)
         theirs.close()
         self._token = 0
         self.exits: dict[int, int] = {}
