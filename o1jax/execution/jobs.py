@@ -64,7 +64,10 @@ def validate(job) -> dict:
 def parse(raw: bytes | str) -> tuple[dict | None, dict | None]:
     """One job line: (its normalised job, None), or (None, its invalid_job result naming what is wrong)."""
     try:
-        return validate(json.loads(raw)), None
+        job = json.loads(raw)
+        if isinstance(job, dict) and "__unserialisable__" in job:  # what ExecutionService sends for such a job
+            raise InvalidJob(f"not JSON-serialisable: {job['__unserialisable__']}")
+        return validate(job), None
     except (ValueError, InvalidJob, RecursionError) as e:  # RecursionError: JSON nested too deeply
         try:
             jid = json.loads(raw).get("id")
