@@ -79,7 +79,8 @@ class ExecutionService:
                 try:
                     raw = json.dumps(job, separators=(",", ":"), allow_nan=False)
                 except (TypeError, ValueError, RecursionError) as e:
-                    raw = json.dumps({"id": job.get("id") if isinstance(job, dict) else None,
+                    jid = job.get("id") if isinstance(job, dict) else None
+                    raw = json.dumps({"id": jid if isinstance(jid, str) else None,
                                       "__unserialisable__": str(e)[:2000]})
                 lines.append(f"{self._seq} {raw}\n".encode())
             data = b"".join(lines)
