@@ -63,7 +63,8 @@ def test_zygote_answers_malformed_requests_and_keeps_serving(loop, tmp_path):
         bad = [b"garbage", b"7 serve - 1 x 16 64 32 4 /tmp",  # a limit that is not a number
                b"8 serve - 1 64 16 64 32 4,5 /tmp",  # two targets, one descriptor
                b"9 serve - 1 64 16 64 32 9 /tmp",  # a target outside 0-6
-               b"10 serve nobody 1 64 16 64 32 4 /tmp"]  # a uid that is not a number
+               b"10 serve nobody 1 64 16 64 32 4 /tmp",  # a uid that is not a number
+               b"11 serve - 1 64 16 64 32 4 /" + b"x" * 5000]  # longer than a request can be
         for text in bad:
             reply = _ask(zyg, text, [w])
             assert reply.startswith(b"e "), (text, reply)

@@ -170,7 +170,9 @@ typedef struct {
 static void fail(const char *step) {
     char text[256];
     int n = snprintf(text, sizeof text, "sandbox setup failed: %s: %s\n", step, strerror(errno));
-    if (write(2, text, n > 0 ? (size_t)n : 0) < 0) {
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof text) n = sizeof text - 1;  /* snprintf counts what did not fit */
+    if (write(2, text, (size_t)n) < 0) {
     }
     _exit(121);
 }
@@ -345,7 +347,7 @@ static PyObject *serve(PyObject *self, PyObject *args) {
         }
         text[n] = 0;
         request_t r = {0};
-        const char *err = parse(text, &r);
+        const char *err = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? "request too long" : parse(text, &r);
         if (!err && r.n_targets != n_fds) err = "descriptors do not match their targets";
         if (!err && n_children == MAX_CHILDREN) err = "too many live processes";
         pid_t pid = -1;

@@ -127,6 +127,8 @@ def serve_python(sock: socket.socket, own: list[int], flags: int, caps: sandbox.
         token = req.split(b" ", 1)[0]
         targets: list[int] = []
         try:
+            if len(req) >= 4096 or len(fds) > MAX_FDS:
+                raise ValueError("request too long")
             _, role, uid, cpu_s, memory_mb, fsize_mb, nofile, nproc, targets_s, workdir = req.decode().split(" ", 9)
             limits = sandbox.Limits(int(cpu_s), int(memory_mb), int(fsize_mb), int(nofile), int(nproc))
             uid_n = None if uid == "-" else int(uid)
