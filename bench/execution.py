@@ -126,7 +126,8 @@ def main() -> None:
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
     with open(out, "a") as f:
         f.write(f"\n## execution service ({datetime.datetime.now().isoformat(timespec='seconds')})\n\n"
-                f"Command: `python bench/execution.py --load {args.load} --hostile {args.hostile} --reps {args.reps}"
+                f"Command: `{'O1JAX_ZYGOTE=python ' if os.environ.get('O1JAX_ZYGOTE') == 'python' else ''}"
+                f"python bench/execution.py --load {args.load} --hostile {args.hostile} --reps {args.reps}"
                 f"{'' if args.workers is None else f' --workers {args.workers}'}`  \n"
                 f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.platform()}, "
                 f"Python {platform.python_version()}  \nCommit: {_commit()}\n\n| run | rate | notes |\n|---|---|---|\n"
