@@ -347,7 +347,8 @@ static PyObject *serve(PyObject *self, PyObject *args) {
         }
         text[n] = 0;
         request_t r = {0};
-        const char *err = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? "request too long" : parse(text, &r);
+        int too_long = n >= MSG || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC));  /* as the Python loop judges it */
+        const char *err = too_long ? "request too long" : parse(text, &r);
         if (!err && r.n_targets != n_fds) err = "descriptors do not match their targets";
         if (!err && n_children == MAX_CHILDREN) err = "too many live processes";
         pid_t pid = -1;
