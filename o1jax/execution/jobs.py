@@ -63,16 +63,14 @@ def validate(job) -> dict:
 
 def parse(raw: bytes | str) -> tuple[dict | None, dict | None]:
     """One job line: (its normalised job, None), or (None, its invalid_job result naming what is wrong)."""
+    job = None
     try:
         job = json.loads(raw)
         if isinstance(job, dict) and "__unserialisable__" in job:  # what ExecutionService sends for such a job
             raise InvalidJob(f"not JSON-serialisable: {job['__unserialisable__']}")
         return validate(job), None
     except (ValueError, InvalidJob, RecursionError) as e:  # RecursionError: JSON nested too deeply
-        try:
-            jid = json.loads(raw).get("id")
-        except Exception:
-            jid = None
+        jid = job.get("id") if isinstance(job, dict) else None  # the line parsed once; invalid_result keeps str ids
         return None, invalid_result(jid, f"invalid job: {e}"[:2000])
 
 
